@@ -1,0 +1,57 @@
+# Two commands do all the set-up: `make lab` (open the course) and `make test` (run the test suite).
+# Each target creates .venv on first use and reinstalls when pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.digm-installed
+PORT   ?= 8888
+JOBS   ?= 2
+
+.PHONY: help install lab test lint course release grade slides benchmark clean
+
+help:
+	@echo "make lab       open the course in JupyterLab (creates .venv on first use)"
+	@echo "make test      run the whole test suite in FAST mode (DIGM_FAST=1)"
+	@echo "make lint      ruff over utils/, tests/ and the notebooks"
+	@echo "make course    execute every lecture in full mode into build/course and print a results table"
+	@echo "make release   regenerate assignments/ from solutions/ (nbgrader)"
+	@echo "make grade     autograde grading/submitted/*, write feedback and grading/grades.csv"
+	@echo "make slides    build offline reveal.js decks of every lecture into build/slides"
+	@echo "make benchmark trainer speed against the usual DataLoader recipe (prints a table)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --port=$(PORT) lectures/
+
+test: $(STAMP)
+	DIGM_FAST=$${DIGM_FAST:-1} $(PY) -m pytest -n $(JOBS) --dist loadfile \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests lectures solutions
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check utils tests lectures solutions
+
+course: $(STAMP)
+	$(PY) -m utils.course $(ARGS)
+
+release: $(STAMP)
+	$(PY) -m utils.grading release
+
+grade: $(STAMP)
+	$(PY) -m utils.grading grade
+
+slides: $(STAMP)
+	$(PY) -m utils.slides
+
+benchmark: $(STAMP)
+	$(PY) tests/benchmarks/bench_trainer.py $(ARGS)
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

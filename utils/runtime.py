@@ -1,0 +1,138 @@
+"""Where and how fast the course runs: the FAST switch, device choice, seeding and a timer.
+
+Every notebook starts with::
+
+    from utils import runtime
+    FAST = runtime.is_fast()           # DIGM_FAST=1: tiny data and few steps (CI, laptops)
+    device = runtime.get_device()      # CUDA, else MPS, else CPU; DIGM_DEVICE overrides
+    runtime.seed_everything(0)
+
+Nothing here keeps state between calls: each function reads the environment when it is called,
+so a test (or a student) can change ``DIGM_FAST`` / ``DIGM_DEVICE`` and call again.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+_KNOWN_DEVICES = ("cpu", "cuda", "mps")
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r} is not a yes/no value; set it to 1 or 0.")
+
+
+def is_fast() -> bool:
+    """True when ``DIGM_FAST`` is set to 1: notebooks shrink data and steps to run in about a minute."""
+    return _flag("DIGM_FAST")
+
+
+def fast_or(full: T, fast: T) -> T:
+    """Pick the full-mode value, or the FAST-mode one when ``DIGM_FAST=1``.
+
+    >>> epochs = fast_or(full=50, fast=1)
+    """
+    return fast if is_fast() else full
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """The device to compute on: ``name``, else ``DIGM_DEVICE``, else CUDA, else MPS, else CPU.
+
+    An explicit choice that this machine cannot honour is an error rather than a silent fallback,
+    so a student never trains on the CPU believing it is the GPU.
+    """
+    requested = name if name is not None else os.environ.get("DIGM_DEVICE", "").strip()
+    if not requested:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = requested.split(":")[0].lower()
+    if kind not in _KNOWN_DEVICES:
+        raise ValueError(
+            f"Unknown device {requested!r} (from DIGM_DEVICE or the argument); use one of "
+            f"{', '.join(_KNOWN_DEVICES)}, e.g. DIGM_DEVICE=cpu, or unset it to choose automatically."
+        )
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"Device {requested!r} was asked for but this PyTorch sees no CUDA GPU; "
+            "unset DIGM_DEVICE to fall back to the CPU, or install a CUDA build of torch."
+        )
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError(
+            f"Device {requested!r} was asked for but MPS is not available here; unset DIGM_DEVICE to use the CPU."
+        )
+    return torch.device(requested.lower())
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work, so that a timer measures the computation and not just its launch."""
+    dev = torch.device(device) if device is not None else None
+    if torch.cuda.is_available() and (dev is None or dev.type == "cuda"):
+        torch.cuda.synchronize(dev)
+    elif dev is not None and dev.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass
+class Timer:
+    """Wall-clock timer that synchronises the device at both ends.
+
+    >>> with Timer("epoch") as t:
+    ...     pass
+    >>> t.seconds >= 0
+    True
+    """
+
+    label: str = ""
+    device: torch.device | str | None = None
+    verbose: bool = False
+    seconds: float = field(default=0.0, init=False)
+    _start: float = field(default=0.0, init=False, repr=False)
+
+    def __enter__(self) -> Timer:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+        if self.verbose:
+            print(f"{self.label or 'elapsed'}: {self.seconds:.3f} s")
+
+
+def describe(device: torch.device | None = None) -> str:
+    """One line for the top of a notebook: mode, device (with GPU name) and torch version."""
+    device = device if device is not None else get_device()
+    where = str(device)
+    if device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(device)})"
+    mode = "FAST (DIGM_FAST=1)" if is_fast() else "full"
+    return f"mode: {mode} | device: {where} | torch {torch.__version__}"
