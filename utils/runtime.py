@@ -136,3 +136,16 @@ def describe(device: torch.device | None = None) -> str:
         where += f" ({torch.cuda.get_device_name(device)})"
     mode = "FAST (DIGM_FAST=1)" if is_fast() else "full"
     return f"mode: {mode} | device: {where} | torch {torch.__version__}"
+
+
+RESULT_PREFIX = "[result]"
+
+
+def report_result(name: str, value: float, unit: str = "") -> str:
+    """Print a lecture's key number as one parseable line, e.g. ``[result] test_nll = 88.91 nats``.
+
+    ``make course`` (utils.course) collects these lines from the executed notebooks into its table.
+    """
+    line = f"{RESULT_PREFIX} {name} = {value:.6g}{(' ' + unit) if unit else ''}"
+    print(line)
+    return line
