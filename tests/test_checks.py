@@ -1,0 +1,269 @@
+"""utils.checks: every check passes on a right answer and fails on a wrong one with a useful hint."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from utils import checks
+from utils.checks import CheckError
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+
+
+def test_check_error_is_an_assertion_error():
+    assert issubclass(CheckError, AssertionError), "pytest and nbgrader count AssertionErrors as failed tests"
+
+
+# --- check_close -----------------------------------------------------------------------------
+
+
+def test_check_close_passes_and_prints_one_line(x, capsys):
+    assert checks.check_close(x, x.clone() + 1e-9, name="elbo") is None
+    assert capsys.readouterr().out.startswith("✓ elbo ok"), "a passing check should print '✓ <name> ok'"
+
+
+def test_check_close_quiet_prints_nothing(x, capsys):
+    checks.check_close(x, x, quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_check_close_message_names_value_expected_got_and_hint(x):
+    wrong = x.clone()
+    wrong[2, 1] += 0.5
+    with pytest.raises(CheckError) as info:
+        checks.check_close(wrong, x, name="log p(x)", hint="did you add the log-determinant?")
+    message = str(info.value)
+    assert message.startswith("log p(x): expected"), message
+    for part in (
+        "got",
+        "max abs diff 0.5",
+        "index (2, 1)",
+        "Likely mistake: did you add the log-determinant?",
+    ):
+        assert part in message, f"missing {part!r} in: {message}"
+
+
+def test_check_close_guesses_a_factor_of_two(x):
+    with pytest.raises(CheckError, match="2 x expected"):
+        checks.check_close(2 * x, x, name="kl")
+
+
+def test_check_close_guesses_a_flipped_sign(x):
+    with pytest.raises(CheckError, match="flipped sign"):
+        checks.check_close(-x, x, name="loss")
+
+
+def test_check_close_guesses_a_missing_gaussian_constant(x):
+    with pytest.raises(CheckError, match=r"3 x 0.5\*log\(2\*pi\)"):
+        checks.check_close(x - 3 * 0.5 * math.log(2 * math.pi), x, name="log_normal")
+
+
+def test_check_close_shape_mismatch_suggests_the_missing_sum(x):
+    with pytest.raises(CheckError, match=r"sum over the last dimension"):
+        checks.check_close(x, x.sum(-1), name="log_px")
+
+
+def test_check_close_reports_nan(x):
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(CheckError, match="NaN"):
+        checks.check_close(bad, x)
+
+
+def test_check_close_accepts_matching_infinities_and_numbers():
+    checks.check_close(torch.tensor([0.0, -math.inf]), torch.tensor([0.0, -math.inf]), quiet=True)
+    checks.check_close(torch.zeros(4), 0.0, quiet=True)
+    checks.check_close(1.0, 1.0 + 1e-7, rtol=1e-5, quiet=True)
+
+
+def test_check_close_respects_tolerances():
+    checks.check_close(torch.tensor(1.01), 1.0, rtol=0.02, quiet=True)
+    with pytest.raises(CheckError, match="tolerance"):
+        checks.check_close(torch.tensor(1.01), 1.0, rtol=1e-3)
+
+
+# --- check_shape -----------------------------------------------------------------------------
+
+
+def test_check_shape_passes_with_wildcards(x):
+    checks.check_shape(x, [None, 3], name="z", quiet=True)
+    checks.check_shape(x, (8, 3), quiet=True)
+
+
+def test_check_shape_names_a_missing_sum(x):
+    with pytest.raises(CheckError) as info:
+        checks.check_shape(x, [8], name="log p(x)")
+    assert "expected shape [8], got [8, 3]" in str(info.value)
+    assert "forget to sum over the last dimension" in str(info.value)
+
+
+def test_check_shape_names_a_transpose(x):
+    with pytest.raises(CheckError, match="transpose"):
+        checks.check_shape(x, [3, 8])
+
+
+def test_check_shape_names_a_broadcast_square():
+    with pytest.raises(CheckError, match=r"broadcasting a \[B\] tensor against a \[B, 1\]"):
+        checks.check_shape(torch.zeros(5, 5), [5])
+
+
+def test_check_shape_rejects_non_tensors():
+    with pytest.raises(CheckError, match="got a float"):
+        checks.check_shape(1.5, [1])
+
+
+def test_check_shape_uses_the_given_hint(x):
+    with pytest.raises(CheckError, match="Likely mistake: sum over pixels"):
+        checks.check_shape(x, [8], hint="sum over pixels")
+
+
+# --- finite / NaN / range / requires_grad ------------------------------------------------------
+
+
+def test_check_finite():
+    checks.check_finite(torch.ones(3), quiet=True)
+    with pytest.raises(CheckError, match="1 inf"):
+        checks.check_finite(torch.tensor([1.0, math.inf]), name="loss")
+
+
+def test_check_no_nan_allows_infinity():
+    checks.check_no_nan(torch.tensor([0.0, -math.inf]), quiet=True)
+    with pytest.raises(CheckError, match="expected no NaN"):
+        checks.check_no_nan(torch.tensor([0.0, math.nan]))
+
+
+def test_check_in_range_suggests_logits():
+    checks.check_in_range(torch.rand(10), 0, 1, name="probs", quiet=True)
+    with pytest.raises(CheckError, match="logits"):
+        checks.check_in_range(torch.tensor([-2.0, 0.5]), 0, 1, name="probs")
+
+
+def test_check_requires_grad_passes_on_a_reparameterised_sample():
+    mu = torch.zeros(3, requires_grad=True)
+    sample = torch.distributions.Normal(mu, 1.0).rsample()
+    checks.check_requires_grad(sample, name="z", quiet=True)
+
+
+def test_check_requires_grad_names_detach():
+    mu = torch.zeros(3, requires_grad=True)
+    with pytest.raises(CheckError, match=r"\.detach\(\) or torch\.no_grad\(\)"):
+        checks.check_requires_grad((mu + 1).detach(), name="z")
+    with pytest.raises(CheckError, match=r"\.item\(\)"):
+        checks.check_requires_grad(1.0, name="loss")
+
+
+# --- check_grad ------------------------------------------------------------------------------
+
+
+class _SquareWithWrongBackward(torch.autograd.Function):
+    """x**2 whose backward forgets the factor 2."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a**2
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (a,) = ctx.saved_tensors
+        return grad_out * a
+
+
+def test_check_grad_passes_for_a_correct_function(x, capsys):
+    w = torch.randn(3)
+    checks.check_grad(lambda a, b: (torch.tanh(a) * b * w).sum(), x, x + 1, name="tanh grad")
+    assert "✓ tanh grad ok" in capsys.readouterr().out
+
+
+def test_check_grad_checks_non_scalar_outputs(x):
+    checks.check_grad(lambda a: torch.logsumexp(a, dim=-1), x, quiet=True)
+
+
+def test_check_grad_catches_a_wrong_backward_and_names_the_entry(x):
+    with pytest.raises(CheckError) as info:
+        checks.check_grad(lambda a: _SquareWithWrongBackward.apply(a).sum(), x[0])
+    message = str(info.value)
+    assert "finite differences" in message and "at index (" in message, message
+    assert "expected / 2" in message, f"the factor-2 slip should be named: {message}"
+
+
+def test_check_grad_compares_with_expected_gradients(x):
+    checks.check_grad(lambda a: (a**2).sum(), x, expected_grads=2 * x, quiet=True)
+    with pytest.raises(CheckError, match="expected_grads"):
+        checks.check_grad(lambda a: (a**2).sum(), x, expected_grads=x)
+
+
+def test_check_grad_names_a_cut_graph(x):
+    with pytest.raises(CheckError, match="carries no gradient"):
+        checks.check_grad(lambda a: (a.detach() ** 2).sum(), x)
+    with pytest.raises(CheckError, match="graph is cut"):
+        checks.check_grad(lambda a, b: (a.detach() ** 2).sum() + b.sum(), x, x)
+
+
+def test_check_grad_refuses_random_functions(x):
+    with pytest.raises(CheckError, match="fix its noise"):
+        checks.check_grad(lambda a: (a + torch.randn_like(a)).pow(2).sum(), x)
+
+
+def test_check_grad_samples_coordinates_of_large_inputs():
+    big = torch.randn(50, 40)
+    calls = []
+
+    def f(a):
+        calls.append(1)
+        return (a**3).sum()
+
+    checks.check_grad(f, big, max_checks=10, quiet=True)
+    assert len(calls) <= 2 * 10 + 3, "only max_checks coordinates should be differenced"
+
+
+# --- check_estimator -------------------------------------------------------------------------
+
+
+def test_check_estimator_passes_an_unbiased_estimator(capsys):
+    g = torch.Generator().manual_seed(0)
+    checks.check_estimator(lambda m: torch.randn(m, generator=g) + 2.0, expected=2.0, n=20_000, name="mean")
+    assert "✓ mean ok" in capsys.readouterr().out
+
+
+def test_check_estimator_catches_bias_and_reports_mean_and_standard_error():
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(CheckError) as info:
+        checks.check_estimator(
+            lambda m: torch.randn(m, generator=g) + 2.1, expected=2.0, n=20_000, name="ELBO"
+        )
+    message = str(info.value)
+    assert message.startswith("ELBO: expected mean 2") and "standard error" in message, message
+    assert "biased estimator? too few samples?" in message
+
+
+def test_check_estimator_handles_vector_estimates():
+    g = torch.Generator().manual_seed(1)
+    expected = torch.tensor([0.0, 1.0, -1.0])
+    checks.check_estimator(lambda m: torch.randn(m, 3, generator=g) + expected, expected, quiet=True)
+    with pytest.raises(CheckError, match=r"at index \(2,\)"):
+        checks.check_estimator(
+            lambda m: torch.randn(m, 3, generator=g) + torch.tensor([0.0, 1.0, 1.0]), expected
+        )
+
+
+def test_check_estimator_names_averaging_inside_sample_fn():
+    with pytest.raises(CheckError, match="averaging inside"):
+        checks.check_estimator(lambda m: torch.randn(m).mean(), expected=0.0)
+
+
+def test_check_estimator_accepts_a_zero_argument_sampler():
+    g = torch.Generator().manual_seed(2)
+    checks.check_estimator(lambda: torch.randn((), generator=g), expected=0.0, n=400, quiet=True)
+
+
+def test_check_estimator_atol_absorbs_a_known_small_bias():
+    g = torch.Generator().manual_seed(3)
+    sample = lambda m: torch.randn(m, generator=g) * 0.01 + 1.001  # noqa: E731
+    checks.check_estimator(sample, expected=1.0, n=2000, atol=0.01, quiet=True)
