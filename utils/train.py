@@ -307,6 +307,12 @@ def _writable_folder(path: Path) -> Path:
             f"checkpoint={str(path)!r} is a folder; give a file name inside it, e.g. {str(path / 'model.pt')!r}."
         )
     folder = path.parent if str(path.parent) else Path(".")
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise PermissionError(
+            f"Cannot write a checkpoint in {str(folder)!r}: {str(blocker)!r} is a file, not a folder; "
+            "pass checkpoint= a path in a folder you can write to, e.g. 'checkpoints/model.pt'."
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)

@@ -1,0 +1,347 @@
+"""utils.train: the training loop's promises, one per test (CPU; CUDA-only paths skip without a GPU)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from utils import train
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+class TinyVAE(nn.Module):
+    """A Gaussian VAE small enough for a CPU test; its loss draws reparameterisation noise."""
+
+    def __init__(self, d: int = 12, z: int = 2):
+        super().__init__()
+        self.enc = nn.Linear(d, 2 * z)
+        self.dec = nn.Linear(z, d)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.enc(x).chunk(2, dim=-1)  # [B, z] each
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        rec = ((self.dec(z) - x) ** 2).sum(-1)  # [B]
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)  # [B]
+        return {"loss": (rec + kl).mean(), "rec": rec.mean(), "kl": kl.mean()}
+
+
+class Regression(nn.Module):
+    """Deterministic least squares on (x, y) pairs: the batch arrives as a tuple."""
+
+    def __init__(self, d: int = 4):
+        super().__init__()
+        self.lin = nn.Linear(d, 1)
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        return {"loss": ((self.lin(x).squeeze(-1) - y) ** 2).mean()}
+
+
+def toy_data(n: int = 256, d: int = 12, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g) @ torch.randn(2, d, generator=g)  # rank-2 data, [n, d]
+
+
+def quiet_fit(model, data, **kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("live_plot", False)
+    return train.fit(model, data, **kwargs)
+
+
+def test_loss_goes_down_on_a_tiny_vae():
+    torch.manual_seed(0)
+    history = quiet_fit(TinyVAE(), toy_data(), epochs=15, batch_size=32, lr=1e-2)
+    first, last = history["loss"][0], history.last("loss")
+    assert last < 0.7 * first, f"the loss went from {first:.3f} to {last:.3f}: the step does not optimise"
+
+
+def test_tuple_data_reaches_the_model_as_a_tuple_and_is_fitted():
+    torch.manual_seed(0)
+    x = torch.randn(200, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.3
+    history = quiet_fit(Regression(), (x, y), epochs=40, batch_size=50, lr=5e-2)
+    assert history.last("loss") < 1e-2, f"least squares stuck at {history.last('loss'):.4f}"
+
+
+def test_every_entry_of_the_loss_dict_is_logged_with_its_step():
+    torch.manual_seed(0)
+    history = quiet_fit(TinyVAE(), toy_data(64), steps=6, batch_size=16, log_every=2)
+    assert history.steps == [2, 4, 6], f"log points at {history.steps}, expected every 2 steps"
+    assert set(history.values) == {"loss", "rec", "kl"}, f"logged keys {sorted(history.values)}"
+    gap = abs(history.last("loss") - history.last("rec") - history.last("kl"))
+    assert gap < 1e-4, "loss != rec + kl in the log: per-key means are not taken over the same steps"
+
+
+def test_a_loss_without_a_loss_entry_stops_with_a_clear_error():
+    class NoLoss(TinyVAE):
+        def loss(self, x):
+            out = super().loss(x)
+            return {"elbo": -out["loss"]}
+
+    with pytest.raises(train.ModelContractError, match="no 'loss' entry") as info:
+        quiet_fit(NoLoss(), toy_data(32), steps=2, batch_size=16)
+    assert "elbo" in str(info.value), "the message should list the keys that loss() did return"
+
+
+def test_a_non_scalar_loss_entry_is_refused():
+    class PerExample(TinyVAE):
+        def loss(self, x):
+            return {"loss": ((self.dec(self.enc(x)[:, :2]) - x) ** 2).sum(-1)}  # [B], not averaged
+
+    with pytest.raises(train.ModelContractError, match=r"shape \[16\].*mean"):
+        quiet_fit(PerExample(), toy_data(32), steps=1, batch_size=16)
+
+
+def test_nan_loss_names_the_step_and_the_last_finite_loss():
+    class Explodes(TinyVAE):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("calls", torch.zeros(()))
+
+        def loss(self, x):
+            self.calls += 1
+            out = super().loss(x)
+            out["loss"] = out["loss"] + torch.where(self.calls >= 5, math.nan, 0.0)
+            return out
+
+    torch.manual_seed(0)
+    with pytest.raises(train.NonFiniteLossError) as info:
+        quiet_fit(Explodes(), toy_data(64), steps=20, batch_size=16, log_every=8)
+    err = info.value
+    assert err.step == 5, f"the first NaN came at step 5, the error says {err.step}"
+    assert "step 5" in str(err), f"message does not name the step: {err}"
+    assert err.last_finite_loss is not None and f"{err.last_finite_loss:.6g}" in str(err), str(err)
+    assert err.history.steps == [], "no log point should be recorded from a window that held a NaN"
+
+
+def test_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
+    model = TinyVAE()
+    path = tmp_path / "ckpt.pt"
+    train.save_checkpoint(path, model, step=7)
+    before = path.read_bytes()
+
+    def torch_save_that_dies(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", torch_save_that_dies)
+    with torch.no_grad():
+        model.dec.weight.add_(1.0)
+    with pytest.raises(OSError, match="simulated"):
+        train.save_checkpoint(path, model, step=8)
+    monkeypatch.undo()
+    assert path.read_bytes() == before, "a crash while saving damaged the previous checkpoint"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.pt"]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+    assert train.load_checkpoint(path, TinyVAE())["step"] == 7
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    model = TinyVAE()
+    opt = torch.optim.Adam(model.parameters())
+    quiet_fit(model, toy_data(64), steps=3, batch_size=16, optimizer=opt, checkpoint=tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert state["step"] == 3 and set(state["model"]) == set(model.state_dict()), "checkpoint content is off"
+
+
+def test_resuming_gives_the_same_parameters_as_one_run(tmp_path):
+    data = toy_data(100)  # 100 / 16 -> 7 batches per epoch, so the resume happens mid-epoch
+
+    def run(steps: int, model_seed: int, **kwargs) -> TinyVAE:
+        torch.manual_seed(model_seed)
+        model = TinyVAE()
+        quiet_fit(model, data, steps=steps, batch_size=16, lr=1e-2, **kwargs)
+        return model
+
+    whole = run(20, model_seed=1)
+    path = tmp_path / "resume.pt"
+    run(10, model_seed=1, checkpoint=path)
+    resumed = run(20, model_seed=99, checkpoint=path)  # other init and RNG: all must come from the file
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after 10 + 10 steps with resume vs 20 in one run"
+
+
+def test_resumed_history_continues_the_old_one(tmp_path):
+    path = tmp_path / "h.pt"
+    quiet_fit(TinyVAE(), toy_data(64), steps=4, batch_size=16, log_every=2, checkpoint=path)
+    history = quiet_fit(TinyVAE(), toy_data(64), steps=8, batch_size=16, log_every=2, checkpoint=path)
+    assert history.steps == [2, 4, 6, 8], f"steps after resume: {history.steps}"
+    assert any("resumed" in note for note in history.notes), f"notes: {history.notes}"
+
+
+def test_unwritable_checkpoint_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    model = TinyVAE()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(PermissionError, match="Cannot write a checkpoint") as info:
+        quiet_fit(model, toy_data(32), steps=5, batch_size=16, checkpoint=blocker / "ckpt.pt")
+    assert "a_file" in str(info.value), "the message should name the folder that cannot be written"
+    changed = [i for i, (a, b) in enumerate(zip(before, model.parameters())) if not torch.equal(a, b)]
+    assert not changed, "the model was trained before the checkpoint path was checked"
+
+
+def test_eval_data_is_evaluated_each_epoch_and_logged():
+    torch.manual_seed(0)
+    data = toy_data(64)
+    history = quiet_fit(TinyVAE(), data, epochs=3, batch_size=16, eval_data=data[:20])
+    assert history.eval_steps == [4, 8, 12], f"eval at {history.eval_steps}, expected once per epoch"
+    assert len(history["eval_loss"]) == 3 and "eval_kl" in history, f"eval keys: {list(history.eval_values)}"
+
+
+def test_evaluate_averages_over_examples_not_batches():
+    model = Regression(1)
+    with torch.no_grad():
+        model.lin.weight.fill_(0.0)
+        model.lin.bias.fill_(0.0)
+    x, y = torch.zeros(5, 1), torch.tensor([1.0, 1.0, 1.0, 1.0, 3.0])  # squared errors 1,1,1,1,9
+    result = train.evaluate(model, (x, y), batch_size=4)  # batches of 4 and 1
+    assert abs(result["loss"] - 13 / 5) < 1e-6, f"got {result['loss']}, expected 2.6 (not (1 + 9) / 2)"
+
+
+class TwoPlayers(nn.Module):
+    """A minimal two-optimiser game: a critic fits the data mean, a generator moves towards the critic."""
+
+    def __init__(self):
+        super().__init__()
+        self.critic = nn.Parameter(torch.zeros(()))
+        self.gen = nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, optimizers):
+        critic_loss = (self.critic - batch.mean()) ** 2
+        optimizers["critic"].zero_grad()
+        critic_loss.backward()
+        optimizers["critic"].step()
+        gen_loss = (self.gen - self.critic.detach()) ** 2
+        optimizers["gen"].zero_grad()
+        gen_loss.backward()
+        optimizers["gen"].step()
+        return {"loss": critic_loss.detach() + gen_loss.detach(), "critic": critic_loss, "gen": gen_loss}
+
+
+def test_training_step_hook_runs_each_optimiser_on_its_own_player():
+    torch.manual_seed(0)
+    model = TwoPlayers()
+    data = 3.0 + 0.1 * torch.randn(256)
+    opts = {
+        "critic": torch.optim.SGD([model.critic], lr=0.2),
+        "gen": torch.optim.SGD([model.gen], lr=0.2),
+    }
+    history = quiet_fit(model, data, epochs=8, batch_size=64, optimizer=opts)
+    assert abs(model.critic.item() - 3.0) < 0.1, f"critic at {model.critic.item():.3f}, data mean is 3"
+    assert abs(model.gen.item() - 3.0) < 0.3, f"generator at {model.gen.item():.3f} did not follow the critic"
+    assert {"critic", "gen"} <= set(history.values), f"logged {sorted(history.values)}"
+
+
+def test_optimiser_dict_without_training_step_is_refused():
+    with pytest.raises(train.ModelContractError, match="training_step"):
+        quiet_fit(
+            TinyVAE(), toy_data(32), steps=1, optimizer={"a": torch.optim.SGD(TinyVAE().parameters(), 0.1)}
+        )
+
+
+def test_graph_speed_on_cpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        quiet_fit(TinyVAE(), toy_data(32), steps=1, speed="graph")
+
+
+def test_auto_speed_on_cpu_is_eager():
+    history = quiet_fit(TinyVAE(), toy_data(32), steps=1, batch_size=16)
+    assert history.speed == "eager", f"auto picked {history.speed!r} on the CPU"
+
+
+def test_data_that_is_not_tensors_is_a_clear_error():
+    with pytest.raises(TypeError, match="tensor or a tuple of tensors"):
+        quiet_fit(TinyVAE(), [[1.0, 2.0]], steps=1)
+
+
+def test_missing_length_is_a_clear_error():
+    with pytest.raises(ValueError, match="epochs= .* or steps="):
+        quiet_fit(TinyVAE(), toy_data(32))
+
+
+def test_history_to_dict_round_trips_and_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    data = toy_data(64)
+    history = quiet_fit(TinyVAE(), data, epochs=2, batch_size=16, eval_data=data[:16])
+    again = train.History.from_dict(history.to_dict())
+    assert again.values == history.values and again.eval_values == history.eval_values, (
+        "round trip lost values"
+    )
+    assert again.eval_steps == history.eval_steps and again.steps == history.steps
+    ax = history.plot()
+    assert len(ax.get_lines()) >= 2, "plot drew no curves"
+
+
+@CUDA
+def test_graph_mode_runs_on_cuda_and_is_used():
+    torch.manual_seed(0)
+    model = TinyVAE().cuda()
+    history = quiet_fit(model, toy_data(512).cuda(), epochs=3, batch_size=64, speed="graph")
+    assert history.speed == "graph", f"fell back: {history.notes}"
+    assert history.last("loss") < history["loss"][0], "the captured step does not optimise"
+
+
+@CUDA
+def test_graph_mode_draws_fresh_noise_on_every_replay():
+    class Noise(TinyVAE):
+        def loss(self, x):
+            out = super().loss(x)
+            out["noise"] = torch.randn((), device=x.device)
+            return out
+
+    model = Noise().cuda()
+    history = quiet_fit(model, toy_data(512).cuda(), steps=16, batch_size=32, speed="graph", log_every=1)
+    assert history.speed == "graph", f"fell back: {history.notes}"
+    noise = history["noise"]
+    assert len(set(noise)) == len(noise), f"replays repeated the same random numbers: {noise}"
+
+
+@CUDA
+def test_graph_mode_matches_eager_on_a_deterministic_model():
+    x = torch.randn(256, 4, device="cuda")
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0], device="cuda")
+    results = {}
+    for speed in ("eager", "graph"):
+        torch.manual_seed(0)
+        model = Regression().cuda()
+        quiet_fit(
+            model, (x, y), steps=12, batch_size=32, speed=speed, generator=5, optimizer=train.adam(model)
+        )
+        results[speed] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gap = (results["eager"] - results["graph"]).abs().max().item()
+    assert gap < 1e-5, f"graph and eager parameters differ by {gap}: the warm-up was not undone"
+
+
+def test_graph_capture_failure_falls_back_to_eager_with_a_note():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+    class Syncs(TinyVAE):
+        def loss(self, x):
+            out = super().loss(x)
+            if out["loss"].item() > 1e9:  # a host sync: not capturable
+                raise RuntimeError
+            return out
+
+    with pytest.warns(UserWarning, match="eagerly"):
+        history = quiet_fit(Syncs().cuda(), toy_data(128).cuda(), steps=4, batch_size=32, speed="graph")
+    assert history.speed == "eager" and history.notes, f"speed {history.speed}, notes {history.notes}"
+
+
+@pytest.mark.skipif(
+    os.environ.get("DIGM_TEST_COMPILE") != "1", reason="torch.compile takes ~30 s; set DIGM_TEST_COMPILE=1"
+)
+def test_compile_mode_trains():
+    torch.manual_seed(0)
+    history = quiet_fit(TinyVAE(), toy_data(), epochs=5, batch_size=32, lr=1e-2, speed="compile")
+    assert history.speed == "compile", f"fell back: {history.notes}"
+    assert history.last("loss") < history["loss"][0]
