@@ -1,0 +1,233 @@
+"""Run the whole course: execute every lecture and tabulate its key numbers (``make course``).
+
+    python -m utils.course                 # every lectures/*.ipynb in full mode (a GPU helps)
+    python -m utils.course --fast          # DIGM_FAST=1: each notebook in about a minute on a CPU
+    python -m utils.course --only 03 05    # lectures whose file names start with 03 or 05
+
+Executed notebooks go to ``build/course/`` and a table to ``build/course/results.md``: per notebook
+its status, seconds, device (read from the notebook's ``runtime.describe`` line) and the
+``[result] name = value unit`` lines that ``runtime.report_result`` printed. A failing notebook is
+reported in the table and the run goes on; the exit code is 1 if any notebook failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utils.runtime import RESULT_PREFIX
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_LINE = re.compile(
+    rf"^{re.escape(RESULT_PREFIX)} (?P<name>\S+) = (?P<value>\S+)(?: (?P<unit>.+?))?\s*$"
+)
+DEVICE_LINE = re.compile(r"\bdevice: (?P<device>[^|\n]+?)\s*(?:\||$)", re.MULTILINE)
+
+
+@dataclass
+class Result:
+    name: str
+    value: str
+    unit: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}{(' ' + self.unit) if self.unit else ''}"
+
+
+@dataclass
+class NotebookRun:
+    """What running one notebook gave: ``status`` is "ok" or says what went wrong."""
+
+    name: str
+    status: str
+    seconds: float
+    device: str = "?"
+    results: list[Result] = field(default_factory=list)
+    executed: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def find_lectures(folder: Path, only: Sequence[str] = ()) -> list[Path]:
+    """The notebooks ``folder/*.ipynb`` in name order, kept to those whose names start with one of ``only``."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No lecture folder at {str(folder)!r}; pass --lectures DIR.")
+    notebooks = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+    if only:
+        notebooks = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
+    return notebooks
+
+
+def _stream_text(nb) -> str:
+    """Everything the notebook printed (stdout and stderr streams, plain-text results) as one text."""
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                parts.append(output.get("text", ""))
+            elif "data" in output and "text/plain" in output["data"]:
+                parts.append(output["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+def parse_outputs(nb) -> tuple[str | None, list[Result]]:
+    """The device named by the notebook's ``runtime.describe`` line, and its ``[result]`` lines."""
+    text = _stream_text(nb)
+    device = DEVICE_LINE.search(text)
+    results = []
+    for line in text.splitlines():
+        match = RESULT_LINE.match(line.strip())
+        if match:
+            results.append(Result(match["name"], match["value"], match["unit"] or ""))
+    return (device["device"].strip() if device else None), results
+
+
+def _failure(err: BaseException) -> str:
+    """One short status line for a notebook that did not finish."""
+    name = type(err).__name__
+    if name == "CellExecutionError":
+        ename = getattr(err, "ename", "") or "error"
+        evalue = (getattr(err, "evalue", "") or "").strip().splitlines()
+        return f"failed: {ename}: {evalue[0][:100] if evalue else ''}".rstrip(": ")
+    if name == "CellTimeoutError":
+        return "failed: a cell ran past --timeout"
+    if name == "DeadKernelError":
+        return "failed: the kernel died (out of memory?)"
+    text = str(err).strip().splitlines()
+    return f"failed: {name}: {text[0][:100] if text else ''}".rstrip(": ")
+
+
+def kernel_env(fast: bool) -> dict[str, str]:
+    """The kernel's environment: ours, with DIGM_FAST set for the mode and the repository importable."""
+    env = dict(os.environ)
+    env["DIGM_FAST"] = "1" if fast else "0"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_notebook(path: Path, out_dir: Path, *, fast: bool, timeout: int | None, kernel: str) -> NotebookRun:
+    """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
+    )
+    start = time.perf_counter()
+    status = "ok"
+    try:
+        client.execute(env=kernel_env(fast))
+    except Exception as err:  # a failing notebook is a row in the table, not the end of the run
+        status = _failure(err)
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / path.name
+    nbformat.write(nb, executed)
+    device, results = parse_outputs(nb)
+    return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
+
+
+def _runner_device() -> str:
+    """The device this machine would give a notebook, for notebooks that print no describe line."""
+    from utils import runtime
+
+    try:
+        return f"{runtime.get_device()} (runner)"
+    except (RuntimeError, ValueError):
+        return "?"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def results_table(runs: Sequence[NotebookRun]) -> str:
+    """A markdown table: notebook, status, seconds, device, key results."""
+    lines = ["| notebook | status | seconds | device | key results |", "|---|---|---|---|---|"]
+    for run in runs:
+        results = "; ".join(str(r) for r in run.results) or "-"
+        lines.append(
+            f"| {_cell(run.name)} | {_cell(run.status)} | {run.seconds:.1f} | {_cell(run.device)} | {_cell(results)} |"
+        )
+    return "\n".join(lines)
+
+
+def report(runs: Sequence[NotebookRun], *, fast: bool, command: str) -> str:
+    failed = [r.name for r in runs if not r.ok]
+    total = sum(r.seconds for r in runs)
+    summary = f"{len(runs)} notebooks, {len(runs) - len(failed)} ok, {len(failed)} failed" + (
+        f" ({', '.join(failed)})" if failed else ""
+    )
+    return "\n".join(
+        [
+            "# Course run",
+            "",
+            f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+            f"- mode: {'FAST (DIGM_FAST=1)' if fast else 'full'}",
+            f"- machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPU cores), Python {platform.python_version()}",
+            f"- command: `{command}`",
+            f"- total: {total:.0f} s; {summary}",
+            "",
+            results_table(runs),
+            "",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.course", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fast", action="store_true", help="run in FAST mode (DIGM_FAST=1)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="PREFIX", help="e.g. --only 03 05")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell (0: no limit)")
+    parser.add_argument("--lectures", type=Path, default=ROOT / "lectures", help="folder of notebooks")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "build" / "course", help="executed notebooks, results.md"
+    )
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    args = parser.parse_args(argv)
+    only = [p for item in args.only for p in item.split(",") if p]
+    try:
+        notebooks = find_lectures(args.lectures, only)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if not notebooks:
+        print(
+            f"No notebook in {args.lectures} matches {only or '*.ipynb'}; check --only / --lectures.",
+            file=sys.stderr,
+        )
+        return 2
+
+    mode = "FAST" if args.fast else "full"
+    print(
+        f"Running {len(notebooks)} notebook(s) in {mode} mode; executed copies go to {args.out}", flush=True
+    )
+    runs = []
+    for path in notebooks:
+        print(f"  {path.name} ...", end=" ", flush=True)
+        run = run_notebook(path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel)
+        print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
+        runs.append(run)
+
+    command = "python -m utils.course " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = report(runs, fast=args.fast, command=command.strip())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.md").write_text(text)
+    print("\n" + results_table(runs))
+    print(f"\nwritten: {args.out / 'results.md'}")
+    return 0 if all(r.ok for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
