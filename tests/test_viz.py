@@ -189,10 +189,27 @@ def test_plot_curves_accepts_history_like_objects_and_step_axis():
     assert ax.get_yscale() == "log"
 
 
-def test_plot_curves_reads_step_value_pairs_and_smooths():
-    ax = viz.plot_curves({"eval": [(0, 2.0), (100, 1.0), (200, 0.5)]}, smooth=0.5)
-    assert list(ax.get_lines()[0].get_xdata()) == [0, 100, 200]
-    assert len(ax.get_lines()) == 2, "smooth draws the raw curve and its moving average"
+def test_plot_curves_reads_step_value_pairs():
+    ax = viz.plot_curves({"eval_loss": [(0, 2.0), (100, 1.0), (200, 0.5)]})
+    assert list(ax.get_lines()[0].get_xdata()) == [0, 100, 200], "(step, value) pairs give their own x"
+
+
+def test_plot_curves_smooth_adds_a_moving_average():
+    ax = viz.plot_curves({"loss": [3.0, 1.0, 2.0, 0.0]}, smooth=0.5)
+    raw, average = ax.get_lines()
+    assert list(average.get_ydata()) == [3.0, 2.0, 2.0, 1.0], "EMA with weight 0.5 started at the first value"
+
+
+def test_plot_curves_reads_a_training_history():
+    train = pytest.importorskip("utils.train")
+    history = train.History()
+    for step in (10, 20, 30):
+        history.log(step, step / 10, 0.1 * step, {"loss": 1.0 / step, "kl": 0.5})
+    history.log_eval(30, {"loss": 0.2})
+    ax = viz.plot_curves(history)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["loss", "kl", "eval_loss"], f"History.to_dict() keys drawn as {labels}"
+    assert list(ax.get_lines()[0].get_xdata()) == [10, 20, 30]
 
 
 def test_plot_curves_names_missing_keys():

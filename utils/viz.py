@@ -403,19 +403,21 @@ def _as_mapping(history_or_dict: Any) -> Mapping[str, Any]:
     )
 
 
-def _series(values: Any, steps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(x, y) for one logged key: a list of numbers, or a list of (step, value) pairs."""
+def _series(values: Any, steps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(x, y, sparse) for one logged key: a list of numbers, or a list of (step, value) pairs (sparse)."""
+    if isinstance(values, str | Mapping):
+        return None
     try:
         arr = np.asarray([_to_numpy(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         return None
     if arr.ndim == 2 and arr.shape[1] == 2:
-        return arr[:, 0], arr[:, 1]
+        return arr[:, 0], arr[:, 1], True
     if arr.ndim != 1 or arr.size == 0:
         return None
     if steps is not None and steps.shape[0] == arr.shape[0]:
-        return steps, arr
-    return np.arange(arr.shape[0], dtype=np.float64), arr
+        return steps, arr, False
+    return np.arange(arr.shape[0], dtype=np.float64), arr, False
 
 
 def _ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -440,8 +442,8 @@ def plot_curves(
     """Plot logged training curves on one Axes, one line per key.
 
     history_or_dict: a ``utils.train.History`` (anything with ``.to_dict()``) or a dict mapping a key
-    to a list of numbers (or of ``(step, value)`` pairs). A ``"step"``/``"epoch"`` entry of the same
-    length is used as the x axis. ``keys`` picks entries (default: every numeric one).
+    to a list of numbers (or of ``(step, value)`` pairs, drawn with dots, e.g. eval results). A
+    ``"step"``/``"epoch"`` entry of the same length is used as the x axis. ``keys`` picks entries (default: every numeric one).
     ``smooth`` in [0, 1) draws an exponential moving average over the faint raw curve.
     Returns the Axes.
     """
@@ -460,12 +462,13 @@ def plot_curves(
             if keys is not None:
                 raise ValueError(f"plot_curves: values logged under {key!r} are not a list of numbers.")
             continue
-        x, y = series
-        if smooth:
+        x, y, sparse = series
+        marker = "o" if sparse else None  # eval results: a few points, drawn as dots
+        if smooth and not sparse:
             (line,) = ax.plot(x, y, alpha=0.3)
             ax.plot(x, _ema(y, smooth), color=line.get_color(), label=key)
         else:
-            ax.plot(x, y, label=key)
+            ax.plot(x, y, marker=marker, markersize=3, label=key)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

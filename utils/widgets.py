@@ -1,0 +1,766 @@
+"""Latent-space explorers built on ipywidgets 8: sliders over z, a 2-D latent map, interpolations.
+
+Each explorer decodes the current latent and shows the image as a PNG (no matplotlib per change,
+so one change costs a few milliseconds on a CPU). They work without a browser: build one, set a
+slider's ``.value`` from Python, and read ``.last_image`` (the tests do exactly this). In a
+notebook, make the explorer the last expression of a cell (or ``display(explorer)``).
+
+>>> explorer = LatentExplorer(vae.decode, latent_dim=20, output="logits",
+...                           encode=vae.encode, examples=x_test[:100], labels=y_test[:100])
+>>> explorer                                    # sliders, buttons, the decoded image
+>>> explorer.sliders[0].value = 1.5             # headless: the image is redrawn at once
+>>> explorer.last_image.shape                   # (28, 28), floats in [0, 1]
+>>> explorer.interpolation(0, 1)                # slider t between the encodings of examples 0 and 1
+
+Callbacks never print, never move a model and never warn: the latent is moved to the decoder's
+device (found from its parameters) on each decode.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+
+__all__ = [
+    "LatentExplorer",
+    "InterpolationExplorer",
+    "interpolation_widget",
+    "latent_map",
+    "decode_images",
+    "png_bytes",
+]
+
+Decode = Callable[[torch.Tensor], Any]
+Encode = Callable[[torch.Tensor], Any]
+
+# A change that takes longer than this is only applied on slider release (continuous_update=False).
+_SMOOTH_SECONDS = 0.05
+_MARK_RGB = (1.0, 0.15, 0.1)
+_FEW_LATENTS = 16  # decodes of at most this many latents run on one CPU thread
+
+
+# ---------------------------------------------------------------------------------------------
+# Images to PNG bytes without matplotlib or PIL
+# ---------------------------------------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def _png(pixels: np.ndarray, colour_type: int, palette: np.ndarray | None = None) -> bytes:
+    """PNG bytes of uint8 ``pixels`` [H, W] or [H, W, 3]; colour type 0 grey, 2 RGB, 3 palette."""
+    height, width = pixels.shape[:2]
+    rows = pixels.reshape(height, -1)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    plte = _png_chunk(b"PLTE", palette.astype(np.uint8).tobytes()) if palette is not None else b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + plte
+        + _png_chunk(b"IDAT", zlib.compress(raw, 1))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """Encode ``[H, W]`` (grey) or ``[H, W, 3]`` (colour) floats in [0, 1] as PNG, enlarged ``scale`` x.
+
+    Nearest-neighbour enlargement keeps pixels sharp; a small image encodes in well under a millisecond.
+    """
+    pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    return _png(pixels, 2 if pixels.ndim == 3 else 0)
+
+
+# Grey levels 0..254 plus a red mark at index 255: a marked grey map is 1 byte per pixel, so it
+# encodes about three times faster than the same map as RGB.
+_GREY_AND_MARK = np.concatenate(
+    [np.repeat(np.rint(np.linspace(0, 255, 255))[:, None], 3, axis=1), [[255 * c for c in _MARK_RGB]]]
+).astype(np.uint8)
+_MARK_INDEX = 255
+
+
+# ---------------------------------------------------------------------------------------------
+# Calling the user's decoder and encoder safely
+# ---------------------------------------------------------------------------------------------
+
+
+def _module_of(fn: Callable[..., Any]) -> torch.nn.Module | None:
+    owner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def _device_and_dtype(
+    fn: Callable[..., Any], device: torch.device | str | None
+) -> tuple[torch.device, torch.dtype]:
+    """Where (and in which float type) to hand tensors to ``fn``: its module's parameters, else CPU float32."""
+    module = _module_of(fn)
+    dtype = torch.float32
+    found = torch.device("cpu")
+    if module is not None:
+        for p in module.parameters():
+            found, dtype = p.device, (p.dtype if p.is_floating_point() else torch.float32)
+            break
+    return (torch.device(device) if device is not None else found), dtype
+
+
+def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    valid = len(shape) == 2 or (len(shape) == 3 and shape[0] == 3)
+    if not valid or min(shape) < 1:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)} is not an image shape; use (H, W) for grey images "
+            "or (3, H, W) for colour ones."
+        )
+    return shape
+
+
+def decode_images(
+    decode: Decode,
+    z: torch.Tensor,
+    image_shape: Sequence[int] = (28, 28),
+    *,
+    output: str = "probs",
+    device: torch.device | str | None = None,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Decode latents ``z [B, D]`` into NumPy images ``[B, H, W]`` (or ``[B, H, W, 3]``) in [0, 1].
+
+    decode: ``[B, D] -> [B, ...]`` with ``H * W`` (or ``3 * H * W``) values per row: probabilities
+    (``output="probs"``), logits (``output="logits"``, a sigmoid is applied) or a
+    ``torch.distributions`` object (its mean is shown). Runs under ``torch.no_grad`` on ``device``
+    (default: the decoder's parameters' device), in chunks of ``chunk`` latents.
+    """
+    if output not in ("probs", "logits"):
+        raise ValueError(f"output={output!r} is unknown; use 'probs' (values in [0, 1]) or 'logits'.")
+    shape = _check_image_shape(image_shape)
+    dev, dtype = _device_and_dtype(decode, device)
+    pieces = [
+        _decode_chunk(decode, z[i : i + chunk], shape, output, dev, dtype)
+        for i in range(0, z.shape[0], chunk)
+    ]
+    images = np.concatenate(pieces)
+    return np.moveaxis(images, 1, -1) if len(shape) == 3 else images
+
+
+@contextmanager
+def _one_thread_for_small_cpu_batches(device: torch.device, batch: int) -> Iterator[None]:
+    """Decode a few latents on one CPU thread.
+
+    A batch of one gains nothing from intra-op threads, and waking them costs milliseconds per call
+    when the cores are busy (measured: 3-12 ms instead of 0.06 ms for a 20-400-784 MLP on 2 shared
+    cores), which would make the sliders lag. The thread count is restored at once.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or batch > _FEW_LATENTS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _decode_chunk(
+    decode: Decode,
+    z: torch.Tensor,
+    shape: tuple[int, ...],
+    output: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> np.ndarray:
+    with torch.no_grad(), _one_thread_for_small_cpu_batches(device, z.shape[0]):
+        try:
+            out = decode(z.to(device=device, dtype=dtype))
+        except Exception as err:  # the user's decoder: any failure is reported with what we passed in
+            raise ValueError(
+                f"decode failed on a latent batch of shape {list(z.shape)} ({type(err).__name__}: {err}); "
+                "is latent_dim the decoder's latent size?"
+            ) from err
+        if isinstance(out, torch.distributions.Distribution):
+            out, output = out.mean, "probs"
+        if isinstance(out, tuple | list):
+            raise ValueError(
+                f"decode returned a {type(out).__name__}; it must return one tensor of images, e.g. "
+                "lambda z: model.decode(z)[0]."
+            )
+        out = torch.as_tensor(out)
+        if output == "logits":
+            out = torch.sigmoid(out)
+        out = out.detach().to("cpu", torch.float32)
+    per_image = math.prod(shape)
+    if out.dim() == 0 or out.shape[0] != z.shape[0] or out[0].numel() != per_image:
+        got = out[0].numel() if out.dim() and out.shape[0] == z.shape[0] else None
+        raise ValueError(
+            f"decode turned {z.shape[0]} latents into shape {list(out.shape)}"
+            + (f", {got} values per image" if got is not None else "")
+            + f", but image_shape={shape} needs {per_image} per image; pass the image_shape the decoder "
+            "produces (e.g. image_shape=(28, 28) for 784 values)."
+        )
+    values = out.reshape(z.shape[0], *shape).numpy()
+    low, high = float(values.min()), float(values.max())
+    if output == "probs" and (low < -1e-4 or high > 1 + 1e-4):
+        raise ValueError(
+            f"decode returned values in [{low:.3g}, {high:.3g}], outside [0, 1]: these look like logits; "
+            "pass output='logits' (the explorer then applies a sigmoid)."
+        )
+    return np.clip(values, 0.0, 1.0)
+
+
+def _encode_means(encode: Encode, x: Any, device: torch.device | str | None = None) -> torch.Tensor:
+    """Encoder means ``[B, D]`` (CPU float32) for inputs ``x [B, ...]``.
+
+    encode may return the mean, a tuple whose first entry is the mean (mu, logvar), or a distribution.
+    uint8 inputs (pixels 0..255) are scaled to floats in [0, 1] first.
+    """
+    dev, dtype = _device_and_dtype(encode, device)
+    x = torch.as_tensor(x)
+    if x.dtype == torch.uint8:  # stored pixels 0..255; encoders take floats in [0, 1]
+        x = x.to(dtype) / 255.0
+    x = x.to(device=dev, dtype=dtype if x.is_floating_point() else x.dtype)
+    with torch.no_grad():
+        out = encode(x)
+    if isinstance(out, torch.distributions.Distribution):
+        out = out.mean
+    if isinstance(out, tuple | list):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"encode returned a {type(out).__name__}; it must return the mean tensor or (mean, logvar)."
+        )
+    return out.detach().to("cpu", torch.float32).reshape(x.shape[0], -1)
+
+
+def _float_slider(description: str, r: float, step: float, value: float = 0.0) -> widgets.FloatSlider:
+    return widgets.FloatSlider(
+        value=value,
+        min=-r,
+        max=r,
+        step=step,
+        description=description,
+        readout_format=".2f",
+        continuous_update=True,
+        layout=widgets.Layout(width="320px"),
+        style={"description_width": "56px"},
+    )
+
+
+class _Displayable:
+    """Display ``self.widget`` when the object is the last expression of a cell or passed to display()."""
+
+    widget: widgets.Widget
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-D latent map
+# ---------------------------------------------------------------------------------------------
+
+
+def latent_map(
+    decode: Decode,
+    *,
+    n: int = 15,
+    r: float = 3.0,
+    image_shape: Sequence[int] = (28, 28),
+    output: str = "probs",
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """Decodes of an ``n x n`` grid over ``[-r, r]^2`` tiled into one image ``[n*H, n*W]`` (or ``[..., 3]``).
+
+    For a decoder with a 2-D latent. Columns go left to right in ``z_1``, rows bottom to top in
+    ``z_2`` (like a plot), no padding, so tile ``(row, col)`` shows ``z = (-r + col*2r/(n-1),
+    r - row*2r/(n-1))``. Show it with ``viz.show_images(grid[None])`` or ``plt.imshow``.
+    """
+    if n < 2:
+        raise ValueError(f"latent_map needs n >= 2 tiles per side, got n={n}.")
+    values = torch.linspace(-r, r, n)
+    z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")  # row 0 at the top: z_2 = +r
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)  # [n*n, 2]
+    tiles = decode_images(decode, z, image_shape, output=output, device=device)  # [n*n, H, W(, 3)]
+    h, w = tiles.shape[1:3]
+    grid = tiles.reshape(n, n, h, w, *tiles.shape[3:]).swapaxes(1, 2)  # [n, H, n, W(, 3)]
+    return np.ascontiguousarray(grid.reshape(n * h, n * w, *tiles.shape[3:]))
+
+
+def _mark_point(canvas: np.ndarray, z: torch.Tensor, n: int, r: float, mark: Any) -> None:
+    """Draw ``mark`` in place on a latent map: a frame around the tile nearest to ``z`` and a dot at ``z``."""
+    tile_h, tile_w = canvas.shape[0] // n, canvas.shape[1] // n
+    col_f = (float(z[0]) + r) / (2 * r) * (n - 1)
+    row_f = (r - float(z[1])) / (2 * r) * (n - 1)
+    col, row = (int(np.clip(round(v), 0, n - 1)) for v in (col_f, row_f))
+    top, left = row * tile_h, col * tile_w
+    canvas[top, left : left + tile_w] = mark
+    canvas[top + tile_h - 1, left : left + tile_w] = mark
+    canvas[top : top + tile_h, left] = mark
+    canvas[top : top + tile_h, left + tile_w - 1] = mark
+    y = int(np.clip((row_f + 0.5) * tile_h, 1, canvas.shape[0] - 2))
+    x = int(np.clip((col_f + 0.5) * tile_w, 1, canvas.shape[1] - 2))
+    canvas[y - 1 : y + 2, x - 1 : x + 2] = mark
+
+
+class _MarkedMap:
+    """A latent map image that is redrawn with the current z marked, as fast PNG bytes."""
+
+    def __init__(self, grid: np.ndarray, n: int, r: float) -> None:
+        self.grid, self.n, self.r = grid, n, r
+        self._levels = np.rint(grid * 254).astype(np.uint8) if grid.ndim == 2 else None
+        self.marked: np.ndarray = grid
+
+    def png(self, z: torch.Tensor) -> bytes:
+        if self._levels is not None:
+            self.marked = self._levels.copy()
+            _mark_point(self.marked, z, self.n, self.r, _MARK_INDEX)
+            return _png(self.marked, 3, _GREY_AND_MARK)
+        self.marked = self.grid.copy()
+        _mark_point(self.marked, z, self.n, self.r, np.asarray(_MARK_RGB, dtype=self.grid.dtype))
+        return png_bytes(self.marked)
+
+    def rgb(self) -> np.ndarray:
+        """The marked map as floats ``[H, W, 3]`` in [0, 1]."""
+        if self._levels is not None:
+            return _GREY_AND_MARK[self.marked].astype(np.float32) / 255.0
+        return self.marked
+
+
+# ---------------------------------------------------------------------------------------------
+# The slider explorer
+# ---------------------------------------------------------------------------------------------
+
+
+class LatentExplorer(_Displayable):
+    """Sliders over the latent ``z``, redrawing ``decode(z)`` on every change.
+
+    decode: ``z [B, latent_dim] -> [B, H*W]`` (or ``[B, H, W]``, ``[B, 1, H, W]``) probabilities, logits
+    (``output="logits"``) or a distribution. With more latent dims than ``n_sliders`` (default 8) a
+    selector picks which block of dims the sliders control; the other dims keep their values.
+    ``order`` lists the dims in the order the sliders present them (e.g. sorted by KL so the first
+    sliders move the active units; dims left out stay fixed). Buttons set z to zero or to a draw from
+    N(0, I). With ``encode`` and ``examples`` (``[N, ...]`` inputs, optional ``labels [N]``) a picker
+    sets z to an example's encoder mean and shows the example beside its decode. A 2-D latent also
+    gets a latent map (decodes over ``[-slider_range, slider_range]^2``) with the current z marked.
+
+    Headless use: ``explorer.sliders[i].value = v`` (or :meth:`set_z`) redraws at once;
+    ``.last_image`` is the shown image ``[H, W]`` in [0, 1], ``.z`` the current latent,
+    ``.last_map`` the marked latent map (RGB) for 2-D latents, ``.seconds_per_update`` the cost of
+    one redraw. ``continuous_update=None`` turns live dragging off when a redraw is slower than 50 ms.
+    """
+
+    def __init__(
+        self,
+        decode: Decode,
+        latent_dim: int,
+        *,
+        n_sliders: int | None = None,
+        image_shape: Sequence[int] = (28, 28),
+        encode: Encode | None = None,
+        examples: Any = None,
+        labels: Any = None,
+        slider_range: float = 3.0,
+        device: torch.device | str | None = None,
+        output: str = "probs",
+        scale: int = 4,
+        step: float = 0.05,
+        order: Sequence[int] | None = None,
+        map_size: int = 15,
+        continuous_update: bool | None = None,
+        max_examples: int = 100,
+        seed: int = 0,
+    ) -> None:
+        if int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be a positive number of latent dimensions, got {latent_dim}.")
+        if examples is not None and encode is None:
+            raise ValueError(
+                "examples were given without encode; pass encode=model.encode to place them in z."
+            )
+        self.latent_dim = int(latent_dim)
+        self.image_shape = _check_image_shape(image_shape)
+        self._decode, self._encode = decode, encode
+        self._device, self._output, self._scale = device, output, int(scale)
+        self._range = float(slider_range)
+        self._order = self._check_order(order)
+        self._n = min(int(n_sliders) if n_sliders is not None else 8, len(self._order))
+        if self._n < 1:
+            raise ValueError(f"n_sliders must be at least 1, got {n_sliders}.")
+        self._offset = 0
+        self._syncing = False
+        self._generator = torch.Generator().manual_seed(seed)
+        self._z = torch.zeros(self.latent_dim)
+        self._map_size = int(map_size)
+        self.last_image: np.ndarray = np.zeros(self.image_shape)
+        self.map_image: np.ndarray | None = None
+        self._map: _MarkedMap | None = None
+        self.last_example: np.ndarray | None = None
+        self.seconds_per_update = 0.0
+
+        self.sliders = [_float_slider("", self._range, step) for _ in range(self._n)]
+        for i, slider in enumerate(self.sliders):
+            slider.observe(partial(self._on_slider, i), names="value")
+        self.block = self._make_block_selector()
+        self.zero_button = widgets.Button(description="z = 0", layout=widgets.Layout(width="90px"))
+        self.random_button = widgets.Button(description="z ~ N(0, I)", layout=widgets.Layout(width="110px"))
+        self.zero_button.on_click(lambda _: self.set_z(torch.zeros(self.latent_dim)))
+        self.random_button.on_click(
+            lambda _: self.set_z(torch.randn(self.latent_dim, generator=self._generator))
+        )
+        self.image = widgets.Image(format="png")
+        self.status = widgets.Label()
+        self._examples, self._labels = self._check_examples(examples, labels)
+        self.example_picker, self.example_image = self._make_example_picker(max_examples)
+        self.map_widget = self._make_latent_map()
+        self._sync_sliders()
+        self.update()
+        self.widget = self._layout()
+        self._time_and_choose_update_mode(continuous_update)
+
+    # --- construction helpers -----------------------------------------------------------------
+
+    def _check_order(self, order: Sequence[int] | None) -> list[int]:
+        if order is None:
+            return list(range(self.latent_dim))
+        dims = [int(d) for d in (order.tolist() if isinstance(order, torch.Tensor | np.ndarray) else order)]
+        bad = [d for d in dims if not 0 <= d < self.latent_dim]
+        if bad or len(set(dims)) != len(dims) or not dims:
+            raise ValueError(
+                f"order must list distinct latent dims in [0, {self.latent_dim - 1}], got {dims[:12]}; "
+                "e.g. order=kl_per_dim.argsort(descending=True)."
+            )
+        return dims
+
+    def _check_examples(self, examples: Any, labels: Any) -> tuple[torch.Tensor | None, list[Any] | None]:
+        if examples is None:
+            return None, None
+        x = torch.as_tensor(examples)
+        lab = None if labels is None else torch.as_tensor(labels).reshape(-1).tolist()
+        if lab is not None and len(lab) != x.shape[0]:
+            raise ValueError(f"Got {x.shape[0]} examples but {len(lab)} labels; pass one label per example.")
+        return x, lab
+
+    def _make_block_selector(self) -> widgets.Dropdown | None:
+        if len(self._order) <= self._n:
+            return None
+        options = []
+        for offset in range(0, len(self._order), self._n):
+            dims = self._order[offset : offset + self._n]
+            options.append((f"dims {offset + 1}-{offset + len(dims)}: z[{dims[0]}] … z[{dims[-1]}]", offset))
+        selector = widgets.Dropdown(
+            options=options, value=0, description="sliders", layout={"width": "320px"}
+        )
+        selector.observe(lambda change: self.show_block(change["new"]), names="value")
+        return selector
+
+    def _make_example_picker(self, max_examples: int) -> tuple[widgets.Dropdown | None, widgets.Image | None]:
+        if self._examples is None:
+            return None, None
+        count = min(int(max_examples), self._examples.shape[0])
+        names = [
+            (f"#{i}" + (f" (label {self._labels[i]})" if self._labels is not None else ""), i)
+            for i in range(count)
+        ]
+        picker = widgets.Dropdown(
+            options=[("choose…", None), *names], value=None, description="example", layout={"width": "320px"}
+        )
+        picker.observe(
+            lambda change: None if self._syncing else self.show_example(change["new"]), names="value"
+        )
+        return picker, widgets.Image(format="png")
+
+    def _make_latent_map(self) -> widgets.Image | None:
+        if self.latent_dim != 2:
+            return None
+        self.map_image = latent_map(
+            self._decode,
+            n=self._map_size,
+            r=self._range,
+            image_shape=self.image_shape,
+            output=self._output,
+            device=self._device,
+        )
+        self._map = _MarkedMap(self.map_image, self._map_size, self._range)
+        return widgets.Image(format="png")
+
+    def _layout(self) -> widgets.Widget:
+        controls: list[widgets.Widget] = []
+        if self.block is not None:
+            controls.append(self.block)
+        controls.extend(self.sliders)
+        controls.append(widgets.HBox([self.zero_button, self.random_button]))
+        if self.example_picker is not None:
+            controls.append(self.example_picker)
+        pictures: list[widgets.Widget] = [widgets.VBox([widgets.Label("decode(z)"), self.image, self.status])]
+        if self.example_image is not None:
+            pictures.insert(0, widgets.VBox([widgets.Label("example x"), self.example_image]))
+        if self.map_widget is not None:
+            pictures.append(widgets.VBox([widgets.Label("latent map, z marked"), self.map_widget]))
+        return widgets.HBox([widgets.VBox(controls), *pictures])
+
+    def _time_and_choose_update_mode(self, continuous_update: bool | None) -> None:
+        start = time.perf_counter()
+        self.update()
+        self.seconds_per_update = time.perf_counter() - start
+        live = self.seconds_per_update <= _SMOOTH_SECONDS if continuous_update is None else continuous_update
+        for slider in self.sliders:
+            slider.continuous_update = live
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def last_map(self) -> np.ndarray | None:
+        """For a 2-D latent: the latent map as shown, ``[H, W, 3]`` floats with z marked in red; else None."""
+        return None if self._map is None else self._map.rgb()
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The current latent, a CPU float32 copy ``[latent_dim]``."""
+        return self._z.clone()
+
+    def dims_shown(self) -> list[int]:
+        """The latent dims the sliders control now (slider i -> dims_shown()[i])."""
+        return self._order[self._offset : self._offset + self._n]
+
+    def set_z(self, z: Any) -> None:
+        """Set the whole latent ``[latent_dim]`` (e.g. an encoding), move the sliders and redraw."""
+        new = torch.as_tensor(z, dtype=torch.float32).detach().to("cpu").reshape(-1)
+        if new.numel() != self.latent_dim:
+            raise ValueError(
+                f"set_z got {new.numel()} values but latent_dim={self.latent_dim}; pass z of shape [D]."
+            )
+        self._z = new.clone()
+        self._sync_sliders()
+        self.update()
+
+    def show_block(self, offset: int) -> None:
+        """Let the sliders control dims ``order[offset : offset + n_sliders]`` (the selector's value)."""
+        if not 0 <= offset < len(self._order):
+            raise ValueError(f"block offset {offset} is outside 0..{len(self._order) - 1}.")
+        self._offset = int(offset)
+        if self.block is not None and self.block.value != self._offset:
+            self.block.value = self._offset  # observer calls back here once with the same offset
+            return
+        self._sync_sliders()
+
+    def show_example(self, index: int | None) -> None:
+        """Set z to the encoder mean of example ``index`` and show the example beside its decode."""
+        if index is None or self._examples is None or self._encode is None:
+            return
+        x = self._examples[index : index + 1]
+        z = _encode_means(self._encode, x)
+        if z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"encode returned {z.shape[1]} latent values per example but latent_dim={self.latent_dim}; "
+                "pass the encoder that matches the decoder."
+            )
+        self.last_example = _as_display_image(x[0], self.image_shape)
+        if self.example_image is not None and self.last_example is not None:
+            self.example_image.value = png_bytes(self.last_example, self._scale)
+        if self.example_picker is not None and self.example_picker.value != index:
+            self._syncing = True
+            self.example_picker.value = index if index in dict(self.example_picker.options).values() else None
+            self._syncing = False
+        self.set_z(z[0])
+
+    def interpolation(self, x_a: Any, x_b: Any, **kwargs: Any) -> InterpolationExplorer:
+        """An :class:`InterpolationExplorer` between two inputs (or two example indices) of this explorer."""
+        if self._encode is None:
+            raise ValueError("interpolation needs an encoder; build the explorer with encode=model.encode.")
+        if isinstance(x_a, int) and isinstance(x_b, int):
+            if self._examples is None:
+                raise ValueError(
+                    "integer endpoints index the examples; build the explorer with examples=... ."
+                )
+            x_a, x_b = self._examples[x_a], self._examples[x_b]
+        options = dict(
+            image_shape=self.image_shape, output=self._output, device=self._device, scale=self._scale
+        )
+        options.update(kwargs)
+        return InterpolationExplorer(self._decode, self._encode, x_a, x_b, **options)
+
+    # --- redraw --------------------------------------------------------------------------------
+
+    def _on_slider(self, i: int, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        dims = self.dims_shown()
+        if i < len(dims):
+            self._z[dims[i]] = float(change["new"])
+            self.update()
+
+    def _sync_sliders(self) -> None:
+        """Point the sliders at the dims of the current block and show their values (no redraws)."""
+        self._syncing = True
+        try:
+            dims = self.dims_shown()
+            for i, slider in enumerate(self.sliders):
+                if i < len(dims):
+                    slider.description, slider.disabled = f"z[{dims[i]}]", False
+                    slider.value = float(np.clip(self._z[dims[i]].item(), slider.min, slider.max))
+                else:  # the last block can be shorter than n_sliders
+                    slider.description, slider.disabled, slider.value = "—", True, 0.0
+        finally:
+            self._syncing = False
+
+    def update(self) -> None:
+        """Decode the current z and redraw every view (called on each change; callable directly)."""
+        image = decode_images(
+            self._decode, self._z[None], self.image_shape, output=self._output, device=self._device
+        )
+        self.last_image = image[0]
+        self.image.value = png_bytes(self.last_image, self._scale)
+        log_prior = -0.5 * float(self._z.pow(2).sum()) - self.latent_dim * 0.5 * math.log(2 * math.pi)
+        self.status.value = f"|z| = {float(self._z.norm()):.2f}   log N(z; 0, I) = {log_prior:.1f}"
+        if self._map is not None and self.map_widget is not None:
+            self.map_widget.value = self._map.png(self._z)
+
+
+def _as_display_image(x: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray | None:
+    """An input example as a [H, W] (or [H, W, 3]) image in [0, 1], or None if it is not one."""
+    values = x.detach().to("cpu", torch.float32)
+    if values.numel() != math.prod(image_shape):
+        return None
+    if x.dtype == torch.uint8:
+        values = values / 255.0
+    image = values.reshape(image_shape).numpy()
+    if len(image_shape) == 3:
+        image = np.moveaxis(image, 0, -1)
+    low, high = float(image.min()), float(image.max())
+    return np.clip(image, 0.0, 1.0) if low >= 0 and high <= 1 else (image - low) / max(high - low, 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interpolation between two encodings
+# ---------------------------------------------------------------------------------------------
+
+
+def _interpolate(z_a: torch.Tensor, z_b: torch.Tensor, t: float, path: str) -> torch.Tensor:
+    """The point at ``t`` in [0, 1] on the straight line (``"linear"``) or great circle (``"slerp"``)."""
+    if path == "slerp":
+        cos = torch.dot(z_a, z_b) / (z_a.norm() * z_b.norm()).clamp(min=1e-12)
+        omega = torch.arccos(cos.clamp(-1.0, 1.0))
+        if omega.abs() > 1e-4:
+            return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
+    return (1 - t) * z_a + t * z_b
+
+
+class InterpolationExplorer(_Displayable):
+    """A slider ``t`` in [0, 1] showing ``decode(z(t))`` between the encoder means of ``x_a`` and ``x_b``.
+
+    ``z(t) = (1 - t) z_a + t z_b`` (``path="linear"``) or spherical interpolation (``path="slerp"``),
+    which keeps the norm typical of a Gaussian prior. A strip of ``n_frames`` decodes at evenly
+    spaced t sits below, with the two inputs at its ends when they are images.
+    x_a, x_b: single inputs as the encoder takes them without the batch dimension (e.g. ``[784]``).
+    Headless: set ``.slider.value`` and read ``.last_image``; ``.strip`` is the frames' grid.
+    """
+
+    def __init__(
+        self,
+        decode: Decode,
+        encode: Encode,
+        x_a: Any,
+        x_b: Any,
+        *,
+        image_shape: Sequence[int] = (28, 28),
+        output: str = "probs",
+        device: torch.device | str | None = None,
+        n_frames: int = 8,
+        path: str = "linear",
+        scale: int = 4,
+        step: float = 0.01,
+        continuous_update: bool | None = None,
+    ) -> None:
+        if path not in ("linear", "slerp"):
+            raise ValueError(f"path={path!r} is unknown; use 'linear' or 'slerp'.")
+        if n_frames < 2:
+            raise ValueError(f"n_frames must be at least 2 (the two ends), got {n_frames}.")
+        self.image_shape = _check_image_shape(image_shape)
+        self._decode, self._device, self._output = decode, device, output
+        self._path, self._scale = path, int(scale)
+        x_a, x_b = torch.as_tensor(x_a), torch.as_tensor(x_b)
+        if x_a.shape != x_b.shape:
+            raise ValueError(
+                f"x_a has shape {list(x_a.shape)} but x_b has {list(x_b.shape)}; pass two inputs alike."
+            )
+        z = _encode_means(encode, torch.stack([x_a, x_b]), device)  # [2, D]
+        self.z_a, self.z_b = z[0], z[1]
+        self.latent_dim = z.shape[1]
+        self.last_image: np.ndarray = np.zeros(self.image_shape)
+        self.slider = widgets.FloatSlider(
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            step=step,
+            description="t",
+            readout_format=".2f",
+            continuous_update=True,
+        )
+        self.slider.observe(lambda _: self.update(), names="value")
+        self.image = widgets.Image(format="png")
+        self.strip = self._frames(
+            n_frames, _as_display_image(x_a, self.image_shape), _as_display_image(x_b, self.image_shape)
+        )
+        self.strip_image = widgets.Image(value=png_bytes(self.strip, max(1, self._scale // 2)), format="png")
+        start = time.perf_counter()
+        self.update()
+        self.seconds_per_update = time.perf_counter() - start
+        live = self.seconds_per_update <= _SMOOTH_SECONDS if continuous_update is None else continuous_update
+        self.slider.continuous_update = live
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([widgets.VBox([self.slider, widgets.Label(f"z(t), {path} path")]), self.image]),
+                widgets.Label(f"t = 0 … 1 in {n_frames} steps (inputs at the ends)"),
+                self.strip_image,
+            ]
+        )
+
+    def z_at(self, t: float) -> torch.Tensor:
+        """The latent ``[D]`` at position ``t`` in [0, 1] on the path."""
+        return _interpolate(self.z_a, self.z_b, float(t), self._path)
+
+    def decode_at(self, ts: Sequence[float]) -> np.ndarray:
+        """Decoded images ``[len(ts), H, W]`` at the given positions."""
+        z = torch.stack([self.z_at(t) for t in ts])
+        return decode_images(self._decode, z, self.image_shape, output=self._output, device=self._device)
+
+    def _frames(self, n_frames: int, first: np.ndarray | None, last: np.ndarray | None) -> np.ndarray:
+        frames = list(self.decode_at(np.linspace(0.0, 1.0, n_frames).tolist()))
+        if first is not None and last is not None:
+            frames = [first, *frames, last]
+        from utils.viz import image_grid  # viz pulls in matplotlib; only needed here
+
+        return image_grid(np.stack(frames), nrow=len(frames), pad=2, pad_value=0.5)
+
+    def update(self) -> None:
+        """Decode at the slider's t and redraw (called on each change; callable directly)."""
+        self.last_image = self.decode_at([self.slider.value])[0]
+        self.image.value = png_bytes(self.last_image, self._scale)
+
+
+def interpolation_widget(
+    decode: Decode, encode: Encode, x_a: Any, x_b: Any, **kwargs: Any
+) -> InterpolationExplorer:
+    """Shorthand for :class:`InterpolationExplorer` (same arguments)."""
+    return InterpolationExplorer(decode, encode, x_a, x_b, **kwargs)
