@@ -60,6 +60,7 @@ ENV_MIRRORS = "DIGM_MIRRORS"
 
 DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, not per file: a slow but live mirror is fine
 STALE_PART_AGE_S = 24 * 3600.0  # a .part older than this is garbage even if its pid was reused
+CACHE_FILE_MODE = 0o644
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _TRUE = {"1", "true", "yes", "on"}
@@ -121,8 +122,13 @@ class Resource:
         return (self.filename, self.filename + ".gz")
 
     def urls(self, mirrors: Sequence[str] | None = None) -> list[str]:
-        """Download URLs in the order tried: ``mirrors``, else ``DIGM_MIRRORS``, else the built-in list."""
+        """Download URLs in the order tried: ``mirrors``, else ``DIGM_MIRRORS``, else the built-in list.
+
+        A file with no built-in mirrors is not downloaded unless ``mirrors`` names some.
+        """
         if mirrors is None:
+            if not self.mirrors:
+                return []  # not published anywhere: DIGM_MIRRORS only replaces real mirror lists
             override = os.environ.get(ENV_MIRRORS, "").strip()
             mirrors = [m for m in re.split(r"[\s,]+", override) if m] if override else self.mirrors
         return [m.replace("{folder}", self.folder).rstrip("/") + "/" + self.filename for m in mirrors]
@@ -206,7 +212,7 @@ def locate(
     if not urls:
         attempts.append("download: no mirror is known for this file")
         raise _not_found(resource, attempts)
-    target = _writable_folder(resource, attempts)
+    target = writable_folder(resource, attempts)
     if target is None:
         raise _not_found(resource, attempts)
     for url in urls:
@@ -243,7 +249,7 @@ def _find_in_folder(
     return None
 
 
-def _writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
+def writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
     """The cache folder for downloads, else the temporary cache (with a warning), else None."""
     for i, root in enumerate((cache_dir(), temporary_cache_dir())):
         folder = root / resource.folder
@@ -267,6 +273,19 @@ def _writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
     return None
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp_name, CACHE_FILE_MODE)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
 def _download_verified(resource: Resource, url: str, folder: Path) -> VerifiedFile:
     """Stream ``url`` to a temporary file in ``folder``, verify it, then move it under its final name."""
     remove_stale_parts(folder)
@@ -279,6 +298,7 @@ def _download_verified(resource: Resource, url: str, folder: Path) -> VerifiedFi
         raw = tmp.read_bytes()
         digest = verify_bytes(resource, raw, "the download")
         final = folder / resource.filename
+        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp makes it private; a cache is shared data
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
