@@ -345,3 +345,21 @@ def test_compile_mode_trains():
     history = quiet_fit(TinyVAE(), toy_data(), epochs=5, batch_size=32, lr=1e-2, speed="compile")
     assert history.speed == "compile", f"fell back: {history.notes}"
     assert history.last("loss") < history["loss"][0]
+
+
+def test_in_a_notebook_fit_draws_a_live_loss_plot():
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import torch\nfrom torch import nn\nfrom utils import train\n"
+            "model = nn.Linear(3, 1)\nmodel.loss = lambda x: {'loss': (model(x) ** 2).mean()}\n"
+            "history = train.fit(model, torch.randn(200, 3), epochs=2, batch_size=50)"
+        )
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    kinds = [list(o.get("data", {})) for o in nb.cells[0].outputs]
+    assert any("image/png" in k for k in kinds), f"no PNG loss plot among the cell's outputs: {kinds}"

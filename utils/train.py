@@ -628,17 +628,28 @@ def _in_notebook() -> bool:
 
 
 class _LivePlot:
-    """A matplotlib figure in a notebook display handle, redrawn at most every ``interval`` seconds."""
+    """A loss curve in a notebook display handle, redrawn at most every ``interval`` seconds.
+
+    The figure is rendered to PNG here, so it shows whatever matplotlib backend the kernel uses.
+    """
 
     def __init__(self, interval: float = 2.0):
-        from IPython.display import display
         from matplotlib.figure import Figure
 
         self.interval = interval
         self.last_draw = 0.0
         self.fig = Figure(figsize=(6.0, 3.0))
         self.ax = self.fig.add_subplot()
-        self.handle = display(self.fig, display_id=True)
+        self.handle = None
+
+    def _png(self) -> Any:
+        import io
+
+        from IPython.display import Image
+
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        return Image(data=buffer.getvalue(), format="png")
 
     def update(self, history: History, force: bool = False) -> None:
         now = time.perf_counter()
@@ -646,9 +657,13 @@ class _LivePlot:
             return
         self.last_draw = now
         self.ax.clear()
-        loss_keys = [k for k in ("loss", "eval_loss") if k in history]
-        _draw_curves(self.ax, history, loss_keys)
-        self.handle.update(self.fig)
+        _draw_curves(self.ax, history, [k for k in ("loss", "eval_loss") if k in history])
+        if self.handle is None:
+            from IPython.display import display
+
+            self.handle = display(self._png(), display_id=True)
+        else:
+            self.handle.update(self._png())
 
 
 class _Progress:
