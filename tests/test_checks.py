@@ -206,6 +206,15 @@ def test_check_grad_names_a_cut_graph(x):
         checks.check_grad(lambda a, b: (a.detach() ** 2).sum() + b.sum(), x, x)
 
 
+def test_check_grad_explains_a_float32_model(x):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"model\.double\(\)"):
+        checks.check_grad(lambda a: layer(a).sum(), x)
+    checks.check_grad(lambda a: layer(a).pow(2).sum(), x, dtype=None, quiet=True)
+    checks.check_grad(lambda a: layer.double()(a).pow(2).sum(), x, quiet=True)
+
+
 def test_check_grad_refuses_random_functions(x):
     with pytest.raises(CheckError, match="fix its noise"):
         checks.check_grad(lambda a: (a + torch.randn_like(a)).pow(2).sum(), x)

@@ -438,7 +438,17 @@ def check_grad(
     atol = atol if atol is not None else (1e-3 if low_precision else 1e-6)
 
     weights: list[torch.Tensor] = []
-    out = fn(*leaves)
+    try:
+        out = fn(*leaves)
+    except RuntimeError as err:
+        if dtype is not None and any(
+            word in str(err) for word in ("dtype", "Double", "Float", "scalar type")
+        ):
+            raise TypeError(
+                f"{name}: fn failed on {dtype} inputs ({err}); check_grad works in {dtype} for accurate "
+                "finite differences: call model.double() first, or pass dtype=None to keep float32."
+            ) from err
+        raise
     if not isinstance(out, torch.Tensor):
         raise _fail(
             name, f"fn returned a {type(out).__name__}, not a tensor.", "return the tensor, not .item()."
