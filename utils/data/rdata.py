@@ -123,17 +123,17 @@ class _Reader:
         return raw.decode("latin-1" if levels & _LATIN1_MASK else "utf-8")
 
     def vector(self, kind: int) -> RValue:
+        if kind not in (_INTSXP, _LGLSXP, _REALSXP, _STRSXP, _VECSXP):
+            raise CorruptFileError(
+                f"{self.where} holds an R object of type {kind}, which this reader does not handle."
+            )
         n = self.length()
         if kind in (_INTSXP, _LGLSXP):
             ints = struct.unpack(f">{n}i", self.take(4 * n))
             return RValue([None if v == _NA_INTEGER else v for v in ints])
         if kind == _REALSXP:
             return RValue(list(struct.unpack(f">{n}d", self.take(8 * n))))
-        if kind in (_STRSXP, _VECSXP):
-            return RValue([self.item() for _ in range(n)])
-        raise CorruptFileError(
-            f"{self.where} holds an R object of type {kind}, which this reader does not handle."
-        )
+        return RValue([self.item() for _ in range(n)])  # STRSXP or VECSXP
 
     @staticmethod
     def attributes_of(pairs: object) -> dict[str, object]:
