@@ -237,6 +237,13 @@ def test_error_names_every_place_tried(env, mirror, monkeypatch):
     assert len(info.value.attempts) == 4, f"expected 4 attempts, got {info.value.attempts}"
 
 
+def test_offline_folder_that_does_not_exist_is_named(env, monkeypatch):
+    monkeypatch.setenv("DIGM_DATA_DIR", str(env / "typo"))
+    monkeypatch.setenv("DIGM_OFFLINE", "1")
+    with pytest.raises(DatasetNotFoundError, match=r"DIGM_DATA_DIR=.*typo: no such folder"):
+        locate(blob_resource())
+
+
 def test_unwritable_cache_downloads_to_a_temporary_folder_with_a_warning(env, mirror, monkeypatch):
     blocker = env / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")

@@ -194,10 +194,12 @@ def locate(
     attempts: list[str] = []
     roots: list[tuple[Path, str, bool]] = []
     offline_root = data_dir()
-    if offline_root is not None:
-        roots.append((offline_root, ENV_DATA_DIR, False))
-    else:
+    if offline_root is None:
         attempts.append(f"{ENV_DATA_DIR}: not set")
+    elif not offline_root.is_dir():
+        attempts.append(f"{ENV_DATA_DIR}={offline_root}: no such folder")
+    else:
+        roots.append((offline_root, ENV_DATA_DIR, False))
     roots.append((cache_dir(), "cache", True))
     if temporary_cache_dir().joinpath(resource.folder).is_dir():
         roots.append((temporary_cache_dir(), "temporary cache", True))
@@ -255,9 +257,10 @@ def writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
         folder = root / resource.folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.", suffix=".part")
+            # The pid in the name keeps another process's stale-part sweep away from this probe.
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".write-test.{os.getpid()}.", suffix=".part")
             os.close(fd)
-            os.unlink(probe)
+            Path(probe).unlink(missing_ok=True)
         except OSError as err:
             attempts.append(f"{folder}: cannot be written ({err.strerror or err})")
             continue
