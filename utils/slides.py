@@ -1,0 +1,344 @@
+"""Static reveal.js decks of the lectures that open with no network: ``make slides``.
+
+Every lecture cell carries ``metadata["slideshow"]["slide_type"]``, so a lecture is also a deck.
+For live presenting inside JupyterLab use RISE (``Alt+R``); this module builds *static* HTML decks
+for sharing or for a projector machine without Python::
+
+    python -m utils.slides                          # every lecture -> build/slides/<name>.slides.html
+    DIGM_FAST=1 python -m utils.slides              # quicker: execute the lectures in FAST mode
+    python -m utils.slides --out /tmp/deck lectures/01_*.ipynb
+    python -m utils.slides --execute never build/course/*.ipynb   # notebooks that already have outputs
+
+nbconvert's reveal template loads reveal.js, MathJax, require.js and jQuery from CDNs, and offline
+it degrades to one flat page with raw LaTeX. Here those files come from pinned npm packages
+(``package.json`` / ``package-lock.json`` in the repository root), installed once into
+``build/npm`` and copied (only the parts a deck needs, about 4 MB) into ``<out>/assets``, so the
+output folder is self-contained: open a deck from ``file://`` or serve the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "build" / "slides"
+DEFAULT_NPM_DIR = REPO_ROOT / "build" / "npm"
+NPM_MANIFESTS = ("package.json", "package-lock.json")
+REVEAL_THEME = "white"
+
+# What a deck needs from each package, relative to node_modules; copied into <out>/assets.
+# MathJax 2 is 71 MB on npm; the TeX -> CommonHTML path below is what the
+# "TeX-AMS_CHTML-full" configuration loads (the rest are other output formats and unpacked sources).
+DECK_ASSET_PATHS = (
+    "reveal.js/LICENSE",
+    "reveal.js/dist/reveal.js",
+    "reveal.js/dist/reveal.css",
+    "reveal.js/dist/reset.css",
+    "reveal.js/dist/theme",
+    "reveal.js/plugin/notes",
+    "mathjax/LICENSE",
+    "mathjax/MathJax.js",
+    "mathjax/config/TeX-AMS_CHTML-full.js",
+    "mathjax/config/Safe.js",
+    "mathjax/extensions",
+    "mathjax/jax/element",
+    "mathjax/jax/input/TeX",
+    "mathjax/jax/output/CommonHTML",
+    "mathjax/jax/output/PreviewHTML",
+    "mathjax/fonts/HTML-CSS/TeX/woff",
+    "requirejs/require.js",
+    "jquery/LICENSE.txt",
+    "jquery/dist/jquery.min.js",
+)
+
+# nbconvert's URL options, relative to the deck's HTML file.
+ASSET_URLS = {
+    "reveal_url_prefix": "assets/reveal.js",
+    "mathjax_url": "assets/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+    "require_js_url": "assets/requirejs/require.js",
+    "jquery_url": "assets/jquery/dist/jquery.min.js",
+}
+
+# The stock template imports mermaid from a CDN in every deck; the lectures draw no mermaid
+# diagrams, so the block is dropped rather than left as a request that fails offline.
+_TEMPLATE_NAME = "digm_offline_reveal.html.j2"
+_TEMPLATE_SOURCE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
+class SlidesError(RuntimeError):
+    """A deck could not be built; the message says what to do."""
+
+
+def _lock_digest(npm_dir: Path) -> str:
+    return hashlib.sha256(b"".join((npm_dir / name).read_bytes() for name in NPM_MANIFESTS)).hexdigest()
+
+
+def install_npm_assets(npm_dir: Path = DEFAULT_NPM_DIR, *, quiet: bool = False) -> Path:
+    """Install the pinned slide packages with ``npm ci`` into ``npm_dir``; return its node_modules.
+
+    Reinstalls only when ``package-lock.json`` changed since the last install (a stamp file keeps
+    the lock's hash), so repeated ``make slides`` runs need no network.
+    """
+    npm_dir.mkdir(parents=True, exist_ok=True)
+    for name in NPM_MANIFESTS:
+        source = REPO_ROOT / name
+        if not source.is_file():
+            raise SlidesError(f"{source} is missing; restore it from git (it pins the slide assets).")
+        shutil.copyfile(source, npm_dir / name)
+    stamp = npm_dir / ".digm-installed"
+    node_modules = npm_dir / "node_modules"
+    digest = _lock_digest(npm_dir)
+    if node_modules.is_dir() and stamp.is_file() and stamp.read_text() == digest:
+        return node_modules
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SlidesError(
+            "npm was not found; install Node.js (e.g. `apt-get install npm`) so the offline slide "
+            "assets can be fetched once, or present with RISE inside JupyterLab instead."
+        )
+    if not quiet:
+        print(f"installing slide assets (reveal.js, MathJax, require.js, jQuery) into {npm_dir}")
+    command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"]
+    result = subprocess.run(command, cwd=npm_dir, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SlidesError(
+            f"`npm ci` failed in {npm_dir} (is the npm registry reachable?):\n{result.stderr.strip()}"
+        )
+    stamp.write_text(digest)
+    return node_modules
+
+
+def copy_deck_assets(node_modules: Path, out_dir: Path) -> Path:
+    """Copy the files the decks load from ``node_modules`` into ``out_dir/assets``; return that folder."""
+    assets = out_dir / "assets"
+    for relative in DECK_ASSET_PATHS:
+        source, target = node_modules / relative, assets / relative
+        if not source.exists():
+            raise SlidesError(
+                f"{source} is missing; delete {node_modules.parent} and run again to reinstall."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, target)
+    return assets
+
+
+def has_outputs(notebook: nbformat.NotebookNode) -> bool:
+    """True if any code cell of the notebook carries an output (figures for the slides)."""
+    return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+
+
+def execute_notebook(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
+    """Run every cell in place, in a fresh kernel started in ``cwd`` (the kernel inherits DIGM_FAST)."""
+    from nbclient import NotebookClient  # imported here: only the executing path needs a kernel
+
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute()
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_WIDGET_NOTE = {
+    "text/html": '<p class="digm-widget-note"><em>(interactive widget: present with RISE in JupyterLab)</em></p>',
+    "text/plain": "(interactive widget: present with RISE in JupyterLab)",
+}
+
+
+def _widget_snapshot(model_id: str, state: dict, seen: set[str]) -> list[dict]:
+    """Static outputs of a widget tree: what its Output widgets captured and its Image widgets show."""
+    if model_id in seen or model_id not in state:
+        return []
+    seen.add(model_id)
+    model = state[model_id]
+    if model["model_name"] == "OutputModel":
+        return list(model["state"].get("outputs", []))
+    if model["model_name"] == "ImageModel":
+        image_format = model["state"].get("format", "png")
+        for buffer in model.get("buffers", []):
+            if buffer.get("path") == ["value"] and buffer.get("encoding") == "base64":
+                mime = f"image/{'jpeg' if image_format == 'jpg' else image_format}"
+                return [nbformat.v4.new_output("display_data", data={mime: buffer["data"]})]
+        return []
+    outputs = []
+    for child in model["state"].get("children", []):
+        if isinstance(child, str) and child.startswith("IPY_MODEL_"):
+            outputs.extend(_widget_snapshot(child.removeprefix("IPY_MODEL_"), state, seen))
+    return outputs
+
+
+def flatten_widget_outputs(notebook: nbformat.NotebookNode) -> None:
+    """Replace each widget view by a snapshot of what it displayed when the notebook ran.
+
+    A static deck has no kernel and (offline) no widget manager, so a slider cannot move; showing
+    the figure it drew at its initial value is the useful static equivalent. Drops the stored
+    widget state afterwards, which would otherwise make nbconvert load the widget manager from a CDN.
+    """
+    state = notebook.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        flattened = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                flattened.append(output)
+                continue
+            snapshot = _widget_snapshot(view.get("model_id", ""), state, set())
+            flattened.extend(snapshot or [nbformat.v4.new_output("display_data", data=dict(_WIDGET_NOTE))])
+        cell.outputs = flattened
+    notebook.metadata.pop("widgets", None)
+
+
+def make_exporter():
+    """A SlidesExporter that points every asset at ``assets/`` and loads nothing from a CDN."""
+    from jinja2 import DictLoader
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(
+        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE_SOURCE})],
+        template_file=_TEMPLATE_NAME,
+        reveal_theme=REVEAL_THEME,
+        reveal_transition="none",
+        reveal_scroll=True,  # tall code cells scroll instead of running off the slide
+        **ASSET_URLS,
+    )
+    return exporter
+
+
+def deck_name(notebook_path: Path) -> str:
+    """File name of a notebook's deck: ``03_vae.ipynb`` -> ``03_vae.slides.html``."""
+    return f"{notebook_path.stem}.slides.html"
+
+
+def build_deck(
+    notebook_path: Path,
+    out_dir: Path,
+    *,
+    execute: str = "auto",
+    timeout: int = 1800,
+    exporter=None,
+) -> Path:
+    """Write ``out_dir/<stem>.slides.html`` for one notebook and return its path.
+
+    ``execute``: "auto" runs the notebook only when it has no outputs (committed lectures have
+    none, so their figures are made now), "always" reruns it, "never" converts it as it is.
+    The notebook file itself is never modified.
+    """
+    if execute not in ("auto", "always", "never"):
+        raise SlidesError(f"execute={execute!r} is not one of 'auto', 'always', 'never'.")
+    notebook = nbformat.read(notebook_path, as_version=4)
+    if execute == "always" or (execute == "auto" and not has_outputs(notebook)):
+        execute_notebook(notebook, notebook_path.resolve().parent, timeout)
+    flatten_widget_outputs(notebook)
+    exporter = exporter or make_exporter()
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": notebook_path.stem}})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / deck_name(notebook_path)
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def write_index(out_dir: Path, decks: Iterable[Path]) -> Path:
+    """A plain ``index.html`` linking every deck in ``out_dir``."""
+    items = "\n".join(
+        f'  <li><a href="{html.escape(deck.name)}">{html.escape(deck.name.removesuffix(".slides.html"))}</a></li>'
+        for deck in sorted(decks)
+    )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Lecture slides</title></head>\n'
+        f"<body><h1>Lecture slides</h1>\n<ul>\n{items}\n</ul></body></html>\n"
+    )
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def default_notebooks() -> list[Path]:
+    """Every lecture notebook, in course order."""
+    return sorted((REPO_ROOT / "lectures").glob("[0-9]*.ipynb"))
+
+
+def build_decks(
+    notebooks: Sequence[Path],
+    out_dir: Path = DEFAULT_OUT,
+    *,
+    execute: str = "auto",
+    timeout: int = 1800,
+    npm_dir: Path = DEFAULT_NPM_DIR,
+    quiet: bool = False,
+) -> list[Path]:
+    """Install/copy the offline assets once, then build one deck per notebook; return the deck paths."""
+    missing = [str(path) for path in notebooks if not Path(path).is_file()]
+    if missing:
+        raise SlidesError(f"no such notebook: {', '.join(missing)}; pass paths to .ipynb files.")
+    if not notebooks:
+        raise SlidesError("no notebooks to convert; pass .ipynb paths or add lectures under lectures/.")
+    copy_deck_assets(install_npm_assets(npm_dir, quiet=quiet), out_dir)
+    exporter = make_exporter()
+    decks = []
+    for path in notebooks:
+        if not quiet:
+            print(f"slides: {path}", flush=True)
+        decks.append(build_deck(Path(path), out_dir, execute=execute, timeout=timeout, exporter=exporter))
+    write_index(out_dir, out_dir.glob("*.slides.html"))
+    return decks
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.slides",
+        description="Build offline reveal.js decks of the lectures (default: every lectures/*.ipynb).",
+    )
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to convert (default: all lectures)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: build/slides)")
+    parser.add_argument(
+        "--execute",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="run notebooks first: 'auto' (default) runs those without outputs",
+    )
+    parser.add_argument("--fast", action="store_true", help="execute in FAST mode (sets DIGM_FAST=1)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell when executing")
+    parser.add_argument("--npm-dir", type=Path, default=DEFAULT_NPM_DIR, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.fast:
+        os.environ["DIGM_FAST"] = "1"  # this process ends after the build; kernels inherit it
+    notebooks = args.notebooks or default_notebooks()
+    try:
+        decks = build_decks(
+            notebooks, args.out, execute=args.execute, timeout=args.timeout, npm_dir=args.npm_dir
+        )
+    except SlidesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(decks)} deck(s) in {args.out} (open index.html; arrow keys move, S opens speaker notes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
