@@ -37,8 +37,9 @@ TOTAL_CHARS = 4_025_028  # from ../shared/data/text/README.txt
 
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
-    for name in ("DIGM_DATA_DIR", "DIGM_MIRRORS", "DIGM_OFFLINE"):
+    for name in ("DIGM_DATA_DIR", "DIGM_MIRRORS"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DIGM_OFFLINE", "1")  # only the test that serves a package allows downloads
     monkeypatch.setenv("DIGM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     (tmp_path / "systmp").mkdir()
@@ -79,8 +80,7 @@ def test_bad_limit_is_a_clear_error(bad):
         data.load_text(limit_chars=bad)
 
 
-def test_missing_corpus_names_the_places_and_the_package(isolated, monkeypatch):
-    monkeypatch.setenv("DIGM_OFFLINE", "1")
+def test_missing_corpus_names_the_places_and_the_package(isolated):
     with pytest.raises(DatasetNotFoundError) as info:
         data.load_text()
     message = str(info.value)
@@ -240,6 +240,7 @@ def test_novels_are_rebuilt_from_a_downloaded_debian_package(isolated, monkeypat
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
+        monkeypatch.delenv("DIGM_OFFLINE")
         monkeypatch.setenv("DIGM_MIRRORS", f"http://127.0.0.1:{server.server_address[1]}/{{folder}}/")
         corpus = data.load_text()
         sources.clear_memory_cache()
