@@ -86,10 +86,12 @@ def test_every_sample_has_positive_density(name):
 def test_funnel_is_neals_funnel():
     x = torch.tensor([[0.5, -1.2], [-2.0, 0.1], [3.0, 4.0]], dtype=torch.float64)
     v, y = x[:, 0], x[:, 1]
-    expected = torch.distributions.Normal(0.0, 3.0).log_prob(v) + torch.distributions.Normal(
-        0.0, (v / 2).exp()
-    ).log_prob(y)
-    torch.testing.assert_close(data.toy_log_prob("funnel", x), expected)
+    log_p_v = -(v**2) / (2 * 9.0) - math.log(3.0) - 0.5 * math.log(2 * math.pi)  # N(v; 0, 3^2)
+    log_p_y = -(y**2) / (2 * v.exp()) - v / 2 - 0.5 * math.log(2 * math.pi)  # N(y; 0, e^v)
+    expected = log_p_v + log_p_y
+    assert torch.allclose(data.toy_log_prob("funnel", x), expected), (
+        'toy_log_prob("funnel") is not N(v; 0, 9) N(x; 0, e^v)'
+    )
     s = data.toy_sample("funnel", 40_000, generator=torch.Generator().manual_seed(0)).double()
     assert abs(s[:, 0].std().item() - 3.0) < 0.1, "v = x[:, 0] should have standard deviation 3"
     assert abs((s[:, 1] / (s[:, 0] / 2).exp()).std().item() - 1.0) < 0.05, "x | v should have variance e^v"
