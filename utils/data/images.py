@@ -2,14 +2,10 @@
 
 Splits (the same for both MNIST datasets):
 
-=================  =========  ====================================================================
-split              rows       what
-=================  =========  ====================================================================
-``"train"``        60,000     the whole official training set (the default)
-``"train-no-valid"`` 50,000   its first 50,000 rows: train on these when you select on ``"valid"``
-``"valid"``        10,000     its last 10,000 rows (lectures 03/04 pick hyperparameters on these)
-``"test"``         10,000     the official test set
-=================  =========  ====================================================================
+* ``"train"``: 60,000 rows, the whole official training set (the default);
+* ``"train-no-valid"``: its first 50,000 rows, to train on when selecting on ``"valid"``;
+* ``"valid"``: its last 10,000 rows (lectures 03/04 pick hyperparameters and stop early on these);
+* ``"test"``: 10,000 rows, the official test set.
 
 The statically binarized MNIST of Salakhutdinov & Murray (2008), as published by Larochelle, has its
 own fixed ``"train"`` (50,000) / ``"valid"`` (10,000) / ``"test"`` (10,000) files and no labels.
