@@ -199,6 +199,15 @@ def test_mlp_puts_activations_between_layers_only():
         models.MLP([4])
 
 
+def test_mlp_starts_from_the_glorot_uniform_heuristic():
+    net = models.MLP([300, 100, 10])
+    for layer in (net[0], net[2]):
+        limit = math.sqrt(6 / (layer.in_features + layer.out_features))
+        assert layer.weight.abs().max() <= limit, "weights must lie in the Glorot-uniform range"
+        assert layer.weight.abs().max() > 0.9 * limit, "weights look narrower than Glorot-uniform"
+        assert torch.all(layer.bias == 0), "biases start at zero"
+
+
 def test_default_vae_is_the_burda_et_al_architecture():
     vae = VAE()
     linears = [m for m in vae.encoder.modules() if isinstance(m, nn.Linear)]
@@ -330,10 +339,25 @@ def test_vae_sample_gives_probabilities_without_gradients():
     torch.testing.assert_close(samples, _tiny_vae().sample(6, generator=_gen(15)), msg="not reproducible")
 
 
+@pytest.mark.parametrize("decoder", ["mlp", "conv"])
+def test_init_decoder_bias_starts_the_decoder_at_the_mean_image(decoder):
+    x = (0.05 + 0.9 * torch.rand(1, 784, generator=_gen(17))).expand(32, 784)  # all the same "mean image"
+    torch.manual_seed(0)
+    dec = ConvDecoder(4, channels=(4, 2), hidden=8) if decoder == "conv" else None
+    vae = VAE(hidden=(16,), z_dim=4, decoder=dec).init_decoder_bias(x)
+    for layer in vae.decoder.modules():  # silence z so only the bias speaks
+        if isinstance(layer, (nn.Linear, nn.ConvTranspose2d)):
+            nn.init.zeros_(layer.weight)
+    probs = vae.sample(3)
+    torch.testing.assert_close(probs, x[:3], atol=1e-6, rtol=0, msg="sigmoid(bias) must be the mean image")
+    with pytest.raises(ValueError, match="255"):
+        vae.init_decoder_bias(255 * x)
+
+
 @pytest.mark.parametrize("bound", ["elbo", "iwae"])
 def test_vae_loss_decreases_under_adam(bound):
     torch.manual_seed(0)
-    x = torch.bernoulli(torch.rand(1, 784).expand(64, 784).clamp(0.05, 0.95))  # one noisy prototype
+    x = torch.bernoulli(torch.rand(1, 784).expand(32, 784).clamp(0.05, 0.95))  # one noisy prototype
     vae = _tiny_vae(k=4, bound=bound)
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     losses = []
