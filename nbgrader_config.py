@@ -1,0 +1,50 @@
+"""nbgrader configuration of the course (read by `nbgrader ...`, JupyterLab's Validate button and
+`python -m utils.grading`).
+
+Layout: `solutions/<id>/<id>.ipynb` are the instructor sources (solutions, visible and hidden tests),
+`assignments/<id>/<id>.ipynb` the generated student versions (committed). Everything that holds
+student work or grades lives under `grading/`, which git ignores:
+
+    grading/submitted/<student>/<id>/<id>.ipynb    what students handed in
+    grading/autograded/<student>/<id>/             the executed submissions (instructor only: hidden tests)
+    grading/feedback/<student>/<id>/<id>.html      what goes back to students (hidden tests removed)
+    grading/gradebook.db, grading/grades.csv
+"""
+
+import os
+
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+c = get_config()  # noqa: F821  (nbgrader injects get_config into config files)
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_GRADING = "grading"
+
+c.CourseDirectory.root = _ROOT
+c.CourseDirectory.course_id = "digm"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.submitted_directory = os.path.join(_GRADING, "submitted")
+c.CourseDirectory.autograded_directory = os.path.join(_GRADING, "autograded")
+c.CourseDirectory.feedback_directory = os.path.join(_GRADING, "feedback")
+c.CourseDirectory.solution_directory = os.path.join(_GRADING, "solution")
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_ROOT, _GRADING, "gradebook.db")
+
+# Per cell, on a laptop CPU: the longest cells are the short training runs (about 30-60 s there).
+c.Execute.timeout = 180
+# A quiet kernel without a history file; Minimal tracebacks show the error message but not the source
+# lines around it, which would otherwise print hidden test code into the feedback.
+# (The kernel's own log level only hides its start-up notice about unencrypted local TCP.)
+c.Execute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:",
+    "--InteractiveShell.xmode=Minimal",
+    "--IPKernelApp.log_level=ERROR",
+]
+
+# A Python warning printed to stderr must not turn a passing test into 0 points.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"\w*Warning: "
+
+# Feedback without hidden tests (nbgrader issues #917 and #1363: by default they are shown).
+c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -1,0 +1,617 @@
+"""Auto-graded assignments: release, grade, validate and collect, with nbgrader underneath.
+
+Instructors (from the repository root; `make release` and `make grade` call the first two)::
+
+    python -m utils.grading release [ASSIGNMENT ...]   # solutions/<id> -> assignments/<id> (student versions)
+    python -m utils.grading grade [ASSIGNMENT ...]     # grading/submitted/* -> scores, feedback, grades.csv
+    python -m utils.grading collect DIR                # DIR/<student>_<id>.ipynb -> grading/submitted/...
+    python -m utils.grading check                      # exit 1 when assignments/ is out of date
+
+Students::
+
+    python -m utils.grading validate assignments/a1_estimators/a1_estimators.ipynb
+
+The course layout and nbgrader settings (timeouts, feedback without hidden tests) live in
+``nbgrader_config.py`` at the repository root; every function here takes ``root`` so that tests can
+run the same pipeline in a temporary course directory holding a copy of ``solutions/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import datetime as dt
+import os
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE = "nbgrader_config.py"
+EDITED_LOCKED = "EDITED LOCKED CELL"
+TIMEOUT_ENAME = "CellTimeoutError"
+
+# nbgrader cell metadata that changes from run to run or carries no meaning for the student version.
+_VOLATILE_NB_METADATA = ("widgets", "celltoolbar")
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+def course_config(root: str | os.PathLike | None = None, *, timeout: int | None = None) -> Config:
+    """nbgrader settings from ``nbgrader_config.py``, for the course directory ``root``.
+
+    ``root`` defaults to the repository; a test passes a temporary copy. The gradebook and the other
+    instructor folders keep their place relative to ``root``. ``timeout`` (seconds per cell)
+    overrides the configured one.
+    """
+    _put_venv_tools_on_path()
+    config_dir = Path(root) if root is not None and (Path(root) / CONFIG_FILE).exists() else REPO_ROOT
+    cfg = PyFileConfigLoader(CONFIG_FILE, path=str(config_dir)).load_config()
+    configured_root = Path(cfg.CourseDirectory.root)
+    course_root = Path(root).resolve() if root is not None else configured_root
+    db_file = Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///"))
+    cfg.CourseDirectory.root = str(course_root)
+    cfg.CourseDirectory.db_url = "sqlite:///" + str(course_root / db_file.relative_to(configured_root))
+    # Unchanged cells with hidden tests are restored quietly; real edits are reported by name.
+    from nbgrader.converters.autograde import Autograde
+
+    sanitize = list(Autograde.class_traits()["sanitize_preprocessors"].default())
+    cfg.Autograde.sanitize_preprocessors = [
+        _restore_locked_cells_class() if _is_overwrite(p) else p for p in sanitize
+    ]
+    if timeout is not None:
+        cfg.Execute.timeout = int(timeout)
+    return cfg
+
+
+def _put_venv_tools_on_path() -> None:
+    """nbgrader runs the ``alembic`` command of its own environment to open the gradebook; make it
+    findable when this module runs as ``.venv/bin/python -m utils.grading`` without an activated venv."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _is_overwrite(preprocessor: type) -> bool:
+    from nbgrader.preprocessors import OverwriteCells
+
+    return preprocessor is OverwriteCells
+
+
+def _restore_locked_cells_class() -> type:
+    """nbgrader's OverwriteCells without its false alarm on hidden tests (nbgrader issue #1961).
+
+    The gradebook stores each locked cell with its hidden tests, students see it without them, so
+    nbgrader reports every such cell as edited. A cell whose source equals the released source is
+    restored silently; any other edit is restored too and logged as ``EDITED LOCKED CELL: <id>``.
+    """
+    from nbgrader.api import MissingEntry
+    from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
+
+    class RestoreLockedCells(OverwriteCells):
+        def preprocess_cell(self, cell, resources, cell_index):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id is not None:
+                try:
+                    source_cell = self.gradebook.find_source_cell(
+                        grade_id, self.notebook_id, self.assignment_id
+                    )
+                except MissingEntry:
+                    source_cell = None
+                if source_cell is not None and source_cell.locked:
+                    released = nbformat.from_dict({"source": source_cell.source, "metadata": {}})
+                    ClearHiddenTests(parent=self)._remove_hidden_test_region(released)
+                    if cell.source == released.source:
+                        cell.source = source_cell.source
+                    elif cell.source != source_cell.source:
+                        self.log.warning(
+                            "%s: %s (restored from the source before grading)", EDITED_LOCKED, grade_id
+                        )
+            return super().preprocess_cell(cell, resources, cell_index)
+
+    return RestoreLockedCells
+
+
+def _api(cfg: Config):
+    """An NbGraderAPI that logs warnings only (the per-step INFO chatter would bury the summary)."""
+    from nbgrader.apps import NbGraderAPI
+
+    cfg = copy.deepcopy(cfg)
+    cfg.NbGraderAPI.log_level = "WARN"
+    return NbGraderAPI(config=cfg)
+
+
+def _course_dir(cfg: Config, step: str) -> Path:
+    return Path(cfg.CourseDirectory.root) / getattr(cfg.CourseDirectory, f"{step}_directory")
+
+
+def assignment_ids(root: str | os.PathLike | None = None) -> list[str]:
+    """Every ``<id>`` with a source notebook ``solutions/<id>/<id>.ipynb``, sorted."""
+    source = _course_dir(course_config(root), "source")
+    return (
+        sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+        if source.is_dir()
+        else []
+    )
+
+
+def _check_ids(requested: Sequence[str] | None, root: str | os.PathLike | None) -> list[str]:
+    known = assignment_ids(root)
+    if not requested:
+        return known
+    unknown = [a for a in requested if a not in known]
+    if unknown:
+        raise SystemExit(
+            f"Unknown assignment(s) {', '.join(unknown)}; the sources in solutions/ are: {', '.join(known) or 'none'}."
+        )
+    return list(requested)
+
+
+# ----------------------------------------------------------------------------------------------
+# release
+
+
+def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The committed form of a student notebook: no outputs, counts or widget state; nbgrader
+    metadata (ids, points, checksums, locks) kept."""
+    nb = copy.deepcopy(nb)
+    for key in _VOLATILE_NB_METADATA:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    return nb
+
+
+def comparable(nb: nbformat.NotebookNode) -> list[dict]:
+    """What must agree between a committed student notebook and a fresh release: each cell's type,
+    source and nbgrader metadata (the checksums included, so a changed test cell is caught)."""
+    return [
+        {
+            "cell_type": cell.cell_type,
+            "source": cell.source,
+            "nbgrader": dict(cell.metadata.get("nbgrader", {})),
+        }
+        for cell in nb.cells
+    ]
+
+
+def _generate(cfg: Config, assignment: str, release_dir: Path) -> None:
+    """nbgrader generate_assignment into ``release_dir``; the gradebook in ``cfg`` records the cells."""
+    cfg = copy.deepcopy(cfg)
+    cfg.CourseDirectory.release_directory = str(release_dir)
+    Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    result = _api(cfg).generate_assignment(assignment, force=True)
+    if not result["success"]:
+        detail = (result.get("log") or "") + (result.get("error") or "")
+        raise RuntimeError(f"nbgrader could not generate {assignment!r} from solutions/:\n{detail.strip()}")
+
+
+def release(
+    assignments: Sequence[str] | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    dest: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Regenerate the student versions of ``assignments`` (default: all) into ``dest``/<id>/.
+
+    ``dest`` defaults to the course's release folder (``assignments/``). A throw-away gradebook is
+    used, so releasing never touches the instructor's grades. Returns the notebooks written.
+    """
+    cfg = course_config(root)
+    dest = Path(dest) if dest is not None else _course_dir(cfg, "release")
+    written = []
+    with tempfile.TemporaryDirectory(prefix="digm-release-") as tmp:
+        cfg.CourseDirectory.db_url = "sqlite:///" + str(Path(tmp) / "gradebook.db")
+        for assignment in _check_ids(assignments, root):
+            generated = Path(tmp) / "release"
+            _generate(cfg, assignment, generated)
+            out_dir = dest / assignment
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            shutil.copytree(generated / assignment, out_dir)
+            for path in sorted(out_dir.rglob("*.ipynb")):
+                nb = nbformat.read(path, as_version=4)
+                nbformat.write(student_notebook(nb), path)
+                written.append(path)
+            shutil.rmtree(generated)
+    return written
+
+
+def out_of_date(root: str | os.PathLike | None = None) -> list[str]:
+    """Differences between the committed ``assignments/`` and a fresh release of ``solutions/``,
+    one sentence each (empty when up to date). Compared per cell: type, source and nbgrader metadata
+    (checksums included); outputs in a committed notebook count as a difference too."""
+    cfg = course_config(root)
+    committed_dir = _course_dir(cfg, "release")
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="digm-check-") as tmp:
+        fresh = release(root=root, dest=tmp)
+        for path in fresh:
+            committed = committed_dir / path.relative_to(tmp)
+            if not committed.exists():
+                problems.append(f"{committed} is missing")
+                continue
+            old_nb = nbformat.read(committed, as_version=4)
+            old, new = comparable(old_nb), comparable(nbformat.read(path, as_version=4))
+            if old != new:
+                cells = [str(i) for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b]
+                if len(old) != len(new):
+                    cells.append(f"{len(old)} cells instead of {len(new)}")
+                problems.append(f"{committed} differs from its source (cells {', '.join(cells)})")
+            elif old_nb != student_notebook(old_nb):
+                problems.append(f"{committed} holds outputs, execution counts or widget state")
+    sources = set(assignment_ids(root))
+    if committed_dir.is_dir():
+        for folder in sorted(p for p in committed_dir.iterdir() if p.is_dir() and p.name not in sources):
+            problems.append(f"{folder} has no source in {_course_dir(cfg, 'source')}")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# grading
+
+
+@dataclass
+class SubmissionResult:
+    """One student's graded (or failed) submission of one assignment."""
+
+    student: str
+    assignment: str
+    graded: bool
+    score: float = 0.0
+    max_score: float = 0.0
+    needs_manual_grade: bool = False
+    cell_scores: dict[str, float | None] = field(default_factory=dict)
+    edited_locked_cells: list[str] = field(default_factory=list)
+    timed_out_cells: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def notes(self) -> str:
+        parts = []
+        if not self.graded:
+            parts.append(f"NOT GRADED: {self.error}")
+        if self.timed_out_cells:
+            parts.append(f"timeout in {', '.join(self.timed_out_cells)}")
+        if self.edited_locked_cells:
+            parts.append(f"edited locked cells (restored): {', '.join(self.edited_locked_cells)}")
+        pending = [k for k, v in self.cell_scores.items() if v is None]
+        if pending and self.graded:
+            parts.append(f"to grade by hand: {', '.join(pending)}")
+        return "; ".join(parts)
+
+
+def submissions(assignment: str, cfg: Config) -> list[str]:
+    """Students with a folder ``grading/submitted/<student>/<assignment>/``, sorted."""
+    submitted = _course_dir(cfg, "submitted")
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(?P<name>\w+(?:Error|Exception|Entry)): (?P<message>.*)$")
+
+
+def _failure_reason(text: str) -> str:
+    """The first real exception named in an nbgrader log (its own wrapper exception says nothing)."""
+    for line in text.splitlines():
+        match = _EXCEPTION_LINE.match(line)
+        if match and match["name"] != "NbGraderException":
+            name, message = match["name"], match["message"].strip()
+            if name == "DeadKernelError":
+                return "the kernel died (the notebook crashed Python or ran out of memory)"
+            return f"{name}: {message}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def _timed_out_cells(notebook: Path) -> list[str]:
+    if not notebook.exists():
+        return []
+    nb = nbformat.read(notebook, as_version=4)
+    names = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any(o.get("ename") == TIMEOUT_ENAME for o in cell.get("outputs", [])):
+            names.append(cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}"))
+    return names
+
+
+def _read_result(cfg: Config, assignment: str, student: str, result: SubmissionResult) -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return
+        result.score = float(sub.score)
+        result.max_score = float(sub.max_score)
+        result.needs_manual_grade = bool(sub.needs_manual_grade)
+        for notebook in sub.notebooks:
+            for grade in notebook.grades:
+                value = grade.manual_score if grade.manual_score is not None else grade.auto_score
+                result.cell_scores[grade.name] = None if value is None else float(value)
+
+
+def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool = True) -> SubmissionResult:
+    """Autograde one submission and write its feedback; a crash is recorded, never raised."""
+    api = _api(cfg)
+    result = SubmissionResult(student=student, assignment=assignment, graded=False)
+    expected = _course_dir(cfg, "submitted") / student / assignment / f"{assignment}.ipynb"
+    if not expected.exists():
+        found = sorted(p.name for p in expected.parent.glob("*.ipynb"))
+        result.error = f"no {expected.name} in {expected.parent} (found: {', '.join(found) or 'nothing'})"
+        return result
+    with warnings.catch_warnings():
+        # nbgrader's own session handling after a crashed run; the crash itself is reported below.
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        outcome = api.autograde(assignment, student, force=force)
+    log = outcome.get("log") or ""
+    result.edited_locked_cells = sorted(set(re.findall(rf"{EDITED_LOCKED}: (\S+)", log)))
+    autograded = _course_dir(cfg, "autograded") / student / assignment / f"{assignment}.ipynb"
+    result.timed_out_cells = _timed_out_cells(autograded)
+    if not outcome["success"]:
+        result.error = _failure_reason(log + "\n" + (outcome.get("error") or ""))
+        _read_result(cfg, assignment, student, result)
+        return result
+    feedback = api.generate_feedback(assignment, student, force=True)
+    if not feedback["success"]:
+        result.error = "feedback failed: " + _failure_reason(
+            (feedback.get("log") or "") + (feedback.get("error") or "")
+        )
+    result.graded = feedback["success"]
+    _read_result(cfg, assignment, student, result)
+    return result
+
+
+def export_csv(cfg: Config, path: Path) -> None:
+    """nbgrader's grades.csv (one row per student and assignment) for the whole gradebook."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        CsvExportPlugin(to=str(path)).export(gb)
+
+
+def write_report(results: Sequence[SubmissionResult], path: Path) -> None:
+    """A per-submission CSV with what grades.csv lacks: status, timeouts, edited cells, pending work."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["assignment", "student_id", "status", "score", "max_score", "notes"])
+        for r in results:
+            writer.writerow(
+                [r.assignment, r.student, "graded" if r.graded else "failed", r.score, r.max_score, r.notes]
+            )
+
+
+def format_table(results: Sequence[SubmissionResult]) -> str:
+    """A fixed-width table, one line per submission."""
+    rows = [("assignment", "student", "score", "notes")]
+    rows += [(r.assignment, r.student, f"{r.score:g} / {r.max_score:g}", r.notes or "ok") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    )
+
+
+def grade(
+    assignments: Sequence[str] | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    students: Sequence[str] | None = None,
+    force: bool = True,
+    timeout: int | None = None,
+    echo: bool = True,
+) -> list[SubmissionResult]:
+    """Autograde every submission of ``assignments`` (default: all), write feedback and the CSVs.
+
+    The gradebook is first brought in line with ``solutions/`` (nbgrader generate_assignment into a
+    scratch folder, so ``assignments/`` is left alone). A submission that cannot be graded (its
+    kernel died, its cells were tampered with beyond repair) is reported and the others go on.
+    """
+    cfg = course_config(root, timeout=timeout)
+    ids = _check_ids(assignments, root)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="digm-grade-") as tmp:
+        for assignment in ids:
+            who = [s for s in submissions(assignment, cfg) if not students or s in students]
+            if not who:
+                if echo:
+                    print(
+                        f"{assignment}: no submissions in {_course_dir(cfg, 'submitted')}/<student>/{assignment}/"
+                    )
+                continue
+            _generate(cfg, assignment, Path(tmp) / "release")
+            for student in who:
+                if echo:
+                    print(f"grading {assignment} / {student} ...", flush=True)
+                results.append(grade_submission(cfg, assignment, student, force=force))
+    grading_dir = Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).parent
+    grading_dir.mkdir(parents=True, exist_ok=True)
+    if Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).exists():
+        export_csv(cfg, grading_dir / "grades.csv")
+    write_report(results, grading_dir / "report.csv")
+    if echo and results:
+        print()
+        print(format_table(results))
+        print()
+        print(f"scores: {grading_dir / 'grades.csv'}   details: {grading_dir / 'report.csv'}")
+        print(f"feedback to return: {_course_dir(cfg, 'feedback')}/<student>/<assignment>/<assignment>.html")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# validate and collect
+
+
+def validate(notebook: str | os.PathLike, *, timeout: int | None = None) -> dict:
+    """Run a notebook's tests as the autograder would; nbgrader's result dictionary.
+
+    Empty when every test cell passes; otherwise ``failed``, ``changed`` (edited test cells) or
+    ``type_changed`` lists the cells concerned.
+    """
+    from nbgrader.validator import Validator
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise FileNotFoundError(f"No notebook at {path}; give the path of your .ipynb file.")
+    cfg = course_config(timeout=timeout)
+    cfg.Validator.log_level = "WARN"
+    return Validator(config=cfg).validate(str(path.resolve()))
+
+
+def format_validation(results: dict) -> str:
+    """What a student reads after validating: one paragraph per failing or edited cell."""
+    if not results:
+        return "Success! Every visible test passes. Hidden tests with other inputs run when it is graded."
+    lines = []
+    if results.get("type_changed"):
+        lines.append(f"THE TYPE OF {len(results['type_changed'])} CELL(S) WAS CHANGED; change them back:")
+        lines += [
+            f"  - {c['old_type']} cell (should be {c['new_type']}): {_first_line(c['source'])}"
+            for c in results["type_changed"]
+        ]
+    if results.get("changed"):
+        lines.append(
+            f"{len(results['changed'])} TEST CELL(S) WERE EDITED. Grading restores them, so your answer must pass "
+            "the original tests; undo the edits (or copy the cells from the released notebook):"
+        )
+        lines += [f"  - {_first_line(c['source'])}" for c in results["changed"]]
+    if results.get("failed"):
+        lines.append(
+            f"{len(results['failed'])} TEST CELL(S) FAIL. As it is, this notebook would not get full marks:"
+        )
+        for c in results["failed"]:
+            lines.append(f"  - {_first_line(c['source'])}")
+            error = _ANSI.sub("", c["raw_error"]).strip().splitlines()
+            lines += [f"      {line}" for line in error[-3:]]
+    return "\n".join(lines)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()
+    return "(empty cell)"
+
+
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def collect(
+    folder: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> tuple[list[Path], list[str]]:
+    """Copy ``<student>_<assignment>.ipynb`` files (an LMS download) into ``grading/submitted``.
+
+    A trailing ``-N`` (resubmission counter) is ignored; the file's modification time becomes the
+    submission timestamp. Returns the files written and one sentence per file that was skipped.
+    """
+    cfg = course_config(root)
+    known = assignment_ids(root)
+    written, skipped = [], []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        assignment = next(
+            (a for a in known if re.search(rf"_{re.escape(a)}(-\d+)?\.ipynb$", path.name)), None
+        )
+        if assignment is None:
+            skipped.append(
+                f"{path.name}: name it <student>_<assignment>.ipynb with one of {', '.join(known)}"
+            )
+            continue
+        student = re.sub(rf"_{re.escape(assignment)}(-\d+)?\.ipynb$", "", path.name)
+        if not _STUDENT_ID.match(student):
+            skipped.append(
+                f"{path.name}: the student id {student!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+            continue
+        target_dir = _course_dir(cfg, "submitted") / student / assignment
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{assignment}.ipynb"
+        shutil.copy2(path, target)
+        stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
+        (target_dir / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z") + "\n")
+        written.append(target)
+    return written, skipped
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.grading", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
+    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("grade", help="autograde grading/submitted/*, write feedback and grading/grades.csv")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
+    p.add_argument("--keep", action="store_true", help="skip submissions that are already autograded")
+    p = sub.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
+    p.add_argument("notebook")
+    p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
+    p = sub.add_parser("collect", help="import DIR/<student>_<assignment>.ipynb into grading/submitted/")
+    p.add_argument("folder")
+    sub.add_parser("check", help="exit 1 when assignments/ is out of date with solutions/")
+    for p in sub.choices.values():
+        p.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.command == "release":
+        for path in release(args.assignments, root=args.root):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "grade":
+        results = grade(
+            args.assignments, root=args.root, students=args.student, force=not args.keep, timeout=args.timeout
+        )
+        failed = [r for r in results if not r.graded]
+        if failed:
+            print(f"\n{len(failed)} of {len(results)} submission(s) could not be graded:", file=sys.stderr)
+            for r in failed:
+                print(f"  {r.student} / {r.assignment}: {r.error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "validate":
+        results = validate(args.notebook, timeout=args.timeout)
+        print(format_validation(results))
+        return 0 if not results else 1
+    if args.command == "collect":
+        written, skipped = collect(args.folder, root=args.root)
+        for path in written:
+            print(f"collected {path}")
+        for line in skipped:
+            print(f"skipped {line}", file=sys.stderr)
+        return 0 if not skipped else 1
+    if args.command == "check":
+        problems = out_of_date(args.root)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("Run `make release` and commit assignments/.", file=sys.stderr)
+        return 1 if problems else 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
