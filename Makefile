@@ -31,8 +31,10 @@ install: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --port=$(PORT) lectures/
 
+# One BLAS thread per worker: two xdist workers (each with a notebook kernel) share two cores, and
+# torch's default of one thread per core makes small tensor ops 10-100x slower when they contend.
 test: $(STAMP)
-	DIGM_FAST=$${DIGM_FAST:-1} $(PY) -m pytest -n $(JOBS) --dist loadfile \
+	DIGM_FAST=$${DIGM_FAST:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $(JOBS) --dist loadfile \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests lectures solutions
 
 lint: $(STAMP)
