@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check utils tests lectures solutions
 
 course: $(STAMP)
-	$(PY) -m utils.course $(ARGS)
+	DIGM_REQUIRE_FULL=$${DIGM_REQUIRE_FULL:-1} $(PY) -m utils.course $(ARGS)
 
 release: $(STAMP)
 	$(PY) -m utils.grading release
