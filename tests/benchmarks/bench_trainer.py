@@ -3,18 +3,20 @@
 Run by hand (not collected by pytest):
 
     .venv/bin/python tests/benchmarks/bench_trainer.py [--epochs N] [--device cuda] [--model mlp|conv]
-        [--limit N] [--compile] [--markdown results/trainer_benchmark.md]
+        [--limit N] [--repeats R] [--threads T] [--compile] [--markdown results/trainer_benchmark.md]
 
 Recipes, each from the same initial weights:
-  reference   a torchvision-style per-item Dataset (uint8 image -> float tensor on every access) and
-              DataLoader(num_workers=1, pin_memory on CUDA), the usual eager loop with loss.item()
-  fit eager   utils.train.fit(speed="eager"): data on the device, randperm + slicing
-  fit compile utils.train.fit(speed="compile") (only with --compile)
-  fit auto    utils.train.fit(speed="auto"): the whole step in one CUDA graph on CUDA (eager on CPU)
-  hand graph  a hand-written whole-step CUDA graph, no logging at all: the ceiling (CUDA only)
+  reference    a torchvision-style per-item Dataset (uint8 image -> float tensor on every access) and
+               DataLoader(num_workers=1, pin_memory on CUDA), the usual eager loop with loss.item()
+  device loop  the data on the device, randperm + slicing, a plain eager loop without logging
+  fit eager    utils.train.fit(speed="eager"): the device loop plus fit's bookkeeping
+  fit compile  utils.train.fit(speed="compile") (only with --compile)
+  fit auto     utils.train.fit(speed="auto"): the whole step in one CUDA graph (CUDA only)
+  hand graph   a hand-written whole-step CUDA graph, no logging at all: the ceiling (CUDA only)
 
-Reported: seconds per epoch (median after a warm-up epoch), the ratio to the reference, and the
-single-sample negative test ELBO in nats (a sanity check that every recipe learned the same).
+Reported: seconds per epoch (median over the epochs after a warm-up epoch, over all rounds), the
+speed-up over the reference, and the one-sample negative test ELBO in nats (a check that every recipe
+learned about the same). On a shared machine use --repeats: rounds alternate the recipe order.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +120,7 @@ def to_float_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).to(torch.float32).div(255.0).unsqueeze(0)
 
 
-def reference_recipe(model, images, labels, device, epochs, batch_size, seed) -> list[float]:
+def reference_recipe(model, *, images, labels, device, epochs, batch_size, seed) -> list[float]:
     loader = torch.utils.data.DataLoader(
         MnistItems(images, labels, to_float_tensor),
         batch_size=batch_size,
@@ -146,7 +149,7 @@ def reference_recipe(model, images, labels, device, epochs, batch_size, seed) ->
 # ---------------------------------------------------------------------------- utils.train.fit recipes
 
 
-def fit_recipe(speed: str, model, x_train, device, epochs, batch_size, seed) -> list[float]:
+def fit_recipe(speed: str, model, *, x_train, device, epochs, batch_size, seed) -> list[float]:
     resolved = ("graph" if device.type == "cuda" else "eager") if speed == "auto" else speed
     per_epoch = num_batches(len(x_train), batch_size, drop_last=resolved in ("graph", "compile"))
     runtime.synchronize(device)
@@ -168,7 +171,24 @@ def fit_recipe(speed: str, model, x_train, device, epochs, batch_size, seed) -> 
     return [b - a for a, b in zip([0.0, *ends[:-1]], ends)]
 
 
-def hand_graph_recipe(model, x_train, device, epochs, batch_size, seed) -> list[float]:
+def device_loop_recipe(model, *, x_train, device, epochs, batch_size, seed) -> list[float]:
+    """The plain eager loop over device-resident data (randperm + slicing), no logging: what
+    fit(speed="eager") does, minus its bookkeeping, so the two should be close."""
+    optimizer = train.adam(model, lr=1e-3, graph_safe=False)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    times = []
+    for _ in range(epochs):
+        with runtime.Timer(device=device) as timer:
+            order = torch.randperm(len(x_train), device=device, generator=gen)
+            for start in range(0, len(x_train), batch_size):
+                optimizer.zero_grad(set_to_none=True)
+                model.loss(x_train[order[start : start + batch_size]])["loss"].backward()
+                optimizer.step()
+        times.append(timer.seconds)
+    return times
+
+
+def hand_graph_recipe(model, *, x_train, device, epochs, batch_size, seed) -> list[float]:
     """The whole step in one CUDA graph, written out by hand (no logging, no NaN guard)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=True)
     static_x = x_train[:batch_size].clone()
@@ -201,10 +221,6 @@ def hand_graph_recipe(model, x_train, device, epochs, batch_size, seed) -> list[
 # ------------------------------------------------------------------------------------------- main
 
 
-def median_after_warmup(times: list[float]) -> float:
-    return statistics.median(times[1:]) if len(times) > 1 else times[0]
-
-
 def machine_line(device: torch.device) -> str:
     where = f"{device}"
     if device.type == "cuda":
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-limit", type=int, default=None, help="test examples (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all recipes, in alternating order")
     parser.add_argument("--compile", action="store_true", help="also time fit(speed='compile')")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -243,62 +260,52 @@ def main(argv: list[str] | None = None) -> int:
     x_test = test_images.reshape(len(test_images), 784).to(device=device, dtype=torch.float32).div_(255.0)
     np_images, np_labels = images.numpy(), labels.numpy()
 
+    common = {"device": device, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
     recipes: list[tuple[str, Callable[[nn.Module], list[float]]]] = [
         (
             "reference (Dataset + DataLoader)",
-            lambda m: reference_recipe(
-                m, np_images, np_labels, device, args.epochs, args.batch_size, args.seed
-            ),
+            partial(reference_recipe, images=np_images, labels=np_labels, **common),
         ),
-        (
-            "fit, speed='eager'",
-            lambda m: fit_recipe("eager", m, x_train, device, args.epochs, args.batch_size, args.seed),
-        ),
+        ("device tensors, plain eager loop", partial(device_loop_recipe, x_train=x_train, **common)),
+        ("fit, speed='eager'", partial(fit_recipe, "eager", x_train=x_train, **common)),
     ]
     if args.compile:
-        recipes.append(
-            (
-                "fit, speed='compile'",
-                lambda m: fit_recipe("compile", m, x_train, device, args.epochs, args.batch_size, args.seed),
-            )
-        )
+        recipes.append(("fit, speed='compile'", partial(fit_recipe, "compile", x_train=x_train, **common)))
     if device.type == "cuda":
         recipes.append(
-            (
-                "fit, speed='auto' (CUDA graph)",
-                lambda m: fit_recipe("auto", m, x_train, device, args.epochs, args.batch_size, args.seed),
-            )
+            ("fit, speed='auto' (CUDA graph)", partial(fit_recipe, "auto", x_train=x_train, **common))
         )
         recipes.append(
-            (
-                "hand-written whole-step CUDA graph",
-                lambda m: hand_graph_recipe(m, x_train, device, args.epochs, args.batch_size, args.seed),
-            )
+            ("hand-written whole-step CUDA graph", partial(hand_graph_recipe, x_train=x_train, **common))
         )
 
     print(
         f"{machine_line(device)}\nmodel {args.model}, {len(x_train):,} training / {len(x_test):,} test images, "
-        f"batch {args.batch_size}, {args.epochs} epochs (first is warm-up)"
+        f"batch {args.batch_size}, {args.epochs} epochs (first is warm-up), {args.repeats} round(s)"
     )
-    rows = []
-    for name, run in recipes:
-        torch.manual_seed(args.seed)
-        model = MODELS[args.model]().to(device)
-        start = time.perf_counter()
-        times = run(model)
-        per_epoch = median_after_warmup(times)
-        test_nelbo = train.evaluate(model, x_test, batch_size=1000)["loss"]
-        rows.append((name, per_epoch, test_nelbo, times))
-        print(
-            f"  {name:38s} {per_epoch:8.3f} s/epoch  test -ELBO {test_nelbo:7.2f}  "
-            f"(epochs {', '.join(f'{t:.2f}' for t in times)}; {time.perf_counter() - start:.1f} s total)"
-        )
+    timed: dict[str, list[float]] = {name: [] for name, _ in recipes}
+    nelbo: dict[str, float] = {}
+    for round_ in range(args.repeats):
+        # Alternate the order between rounds, so that drifting load on a shared machine hits all alike.
+        for name, run in recipes if round_ % 2 == 0 else recipes[::-1]:
+            torch.manual_seed(args.seed)
+            model = MODELS[args.model]().to(device)
+            start = time.perf_counter()
+            times = run(model)
+            timed[name] += times[1:]
+            nelbo.setdefault(name, train.evaluate(model, x_test, batch_size=1000)["loss"])
+            print(
+                f"  {name:38s} epochs {', '.join(f'{t:.3f}' for t in times)} s; "
+                f"test -ELBO {nelbo[name]:7.2f}; {time.perf_counter() - start:.1f} s total",
+                flush=True,
+            )
+    rows = [(name, statistics.median(timed[name]), nelbo[name]) for name, _ in recipes]
 
     reference = rows[0][1]
     table = [
         "| recipe | s/epoch | vs reference | test -ELBO (nats) |",
         "|---|---|---|---|",
-        *(f"| {name} | {s:.3f} | {reference / s:.1f}x | {nelbo:.2f} |" for name, s, nelbo, _ in rows),
+        *(f"| {name} | {sec:.3f} | {reference / sec:.2f}x | {value:.2f} |" for name, sec, value in rows),
     ]
     print("\n" + "\n".join(table))
     if args.markdown is not None:
@@ -315,7 +322,8 @@ def write_markdown(path: Path, device, args, n_train: int, n_test: int, table: l
         f"- command: `.venv/bin/python {command.strip()}`",
         f"- data: {n_train:,} training / {n_test:,} test MNIST images (intensities in [0, 1]), "
         f"batch {args.batch_size}, Adam 1e-3, {args.epochs} epochs, seed {args.seed}",
-        "- s/epoch: median over the epochs after the first (warm-up); test -ELBO: one-sample negative ELBO",
+        "- s/epoch: median over the epochs after the first (warm-up) of every round; test -ELBO: one-sample negative ELBO "
+        f"after round 1; {args.repeats} round(s) in alternating order",
         "",
         *table,
         "",
