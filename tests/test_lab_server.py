@@ -7,6 +7,7 @@ no browser window, a free port, a known token, and --allow-root where tests run 
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -58,8 +59,9 @@ def test_make_lab_serves_the_whole_course(lab_server_factory):
     server = lab_server_factory(REPO_ROOT, command=make_lab_command(), cwd=REPO_ROOT)
     names = {item["name"] for item in server.api("contents")["content"]}
     missing = {"lectures", "assignments", "templates"} - names
+    served = re.search(r"Serving notebooks from local directory: (\S+)", server.log())
     assert not missing, (
-        f"`make lab` serves {server.log().split('Serving notebooks from local directory: ')[-1][:200]!r}, "
-        f"so students cannot open {sorted(missing)}; a positional folder argument to `jupyter lab` "
-        "replaces --ServerApp.root_dir (use --LabApp.default_url=/lab/tree/lectures to start in lectures/)"
+        f"`make lab` serves {served.group(1) if served else '?'}, so students cannot open {sorted(missing)}; "
+        "a positional folder argument to `jupyter lab` replaces --ServerApp.root_dir "
+        "(use --LabApp.default_url=/lab/tree/lectures to start in lectures/)"
     )

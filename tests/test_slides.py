@@ -111,11 +111,16 @@ def deck(tmp_path_factory) -> Path:
     return path
 
 
-def test_deck_references_no_remote_files(deck):
+def test_deck_loads_nothing_from_the_network(deck):
+    # Links a reader may click (arXiv) are fine; scripts, stylesheets, images, fonts and module
+    # imports are fetched while the deck loads, so they must all be local.
     html = deck.read_text(encoding="utf-8")
-    remote = re.findall(r"""(?:src|href)\s*=\s*["']((?:https?:)?//[^"']+)""", html)
-    remote += re.findall(r"""import\s+\w+\s+from\s+["']((?:https?:)?//[^"']+)""", html)
-    assert not remote, f"{deck.name} loads files from the network, so it breaks offline: {remote}"
+    remote = r"""(?:https?:)?//[^"'\s)]+"""
+    loads = re.findall(rf"""\ssrc\s*=\s*["']({remote})""", html)
+    loads += re.findall(rf"""<link\b[^>]*\shref\s*=\s*["']({remote})""", html)
+    loads += re.findall(rf"""\bimport\b[^;]*?\bfrom\s*["']({remote})""", html)
+    loads += re.findall(rf"""url\(\s*["']?({remote})""", html)
+    assert not loads, f"{deck.name} loads files from the network, so it breaks offline: {loads}"
 
 
 @pytest.fixture
@@ -136,14 +141,21 @@ def deck_server(deck):
     thread.join(timeout=5)
 
 
-_FIRST_MATHS_SLIDE_JS = """() => {
-    const slides = Array.from(document.querySelectorAll('.reveal .slides > section'));
-    const index = slides.findIndex(s => s.querySelector('script[type^="math/tex"]'));
-    return index;
+# [h, v] of the first slide (a leaf: vertical subslides sit inside a horizontal one) with `selector`.
+_FIRST_SLIDE_WITH_JS = """selector => {
+    const tops = Array.from(document.querySelectorAll('.reveal .slides > section'));
+    for (let h = 0; h < tops.length; h++) {
+        const inner = Array.from(tops[h].querySelectorAll(':scope > section'));
+        const leaves = inner.length ? inner : [tops[h]];
+        for (let v = 0; v < leaves.length; v++)
+            if (leaves[v].querySelector(selector)) return [h, v];
+    }
+    return null;
 }"""
+_PRESENT = ".reveal .slides section.present:not(.stack)"
 _MATHJAX_DONE_JS = "() => new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))"
 _PRESENT_MATHS_RENDERED_JS = """() => {
-    const slide = document.querySelector('.reveal .slides > section.present');
+    const slide = document.querySelector('.reveal .slides section.present:not(.stack)');
     const maths = slide ? Array.from(slide.querySelectorAll('.MathJax_CHTML')) : [];
     return maths.length > 0 && maths.every(m => m.getBoundingClientRect().width > 0);
 }"""
@@ -176,23 +188,30 @@ def test_deck_starts_reveal_and_renders_maths_offline(chromium, deck, deck_serve
         page.evaluate(_MATHJAX_DONE_JS)
         page.screenshot(path=str(artifacts_dir / "deck_title.png"))
 
-        index = page.evaluate(_FIRST_MATHS_SLIDE_JS)
-        assert index >= 0, f"{deck.name} has no maths at all; expected lecture 01 to show its estimators"
-        page.goto(f"{deck_server}/{deck.name}#/{index}")
+        where = page.evaluate(_FIRST_SLIDE_WITH_JS, 'script[type^="math/tex"]')
+        assert where is not None, (
+            f"{deck.name} has no maths at all; expected lecture 01 to show its estimators"
+        )
+        slide = "/".join(map(str, where))
+        page.goto(f"{deck_server}/{deck.name}#/{slide}")
         try:  # changing slide makes the template re-typeset it, so wait for visible, sized maths
             page.wait_for_function(_PRESENT_MATHS_RENDERED_JS, timeout=20_000, polling=250)
         except PlaywrightTimeoutError:
             page.screenshot(path=str(artifacts_dir / "deck_first_maths.png"))
             pytest.fail(
-                f"slide {index} has TeX but MathJax showed none of it; are the MathJax assets complete?"
+                f"slide {slide} has TeX but MathJax showed none of it; are the MathJax assets complete?"
             )
         page.screenshot(path=str(artifacts_dir / "deck_first_maths.png"))
-        present = page.locator(".reveal .slides > section.present")
-        assert "$$" not in present.inner_text(), f"raw $$ left on slide {index}: MathJax did not typeset it"
-        figures = page.evaluate(
-            "() => Array.from(document.querySelectorAll('.reveal .slides img')).filter(i => i.naturalWidth > 0).length"
-        )
-        assert figures > 0, f"{deck.name} shows no figure; was the lecture executed before conversion?"
+        text = page.locator(_PRESENT).inner_text()
+        assert "$$" not in text, f"raw $$ left on slide {slide}: MathJax did not typeset it"
+        where = page.evaluate(_FIRST_SLIDE_WITH_JS, "img")
+        assert where is not None, f"{deck.name} has no figure; was the lecture executed before conversion?"
+        slide = "/".join(map(str, where))
+        page.goto(f"{deck_server}/{deck.name}#/{slide}")
+        figure = page.locator(f"{_PRESENT} img").first
+        figure.wait_for(state="visible", timeout=10_000)
+        assert figure.evaluate("img => img.naturalWidth") > 0, f"the figure on slide {slide} did not decode"
+        page.screenshot(path=str(artifacts_dir / "deck_first_figure.png"))
     finally:
         page.close()
     assert not remote, f"the deck tried to reach the network: {remote}"
