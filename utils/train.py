@@ -590,8 +590,12 @@ def _restore_optimizer(
         for p, state in optimizer.state.items():
             saved = snapshot.get(id(p), {})
             for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    value.copy_(saved[key]) if key in saved else value.zero_()
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if key in saved:
+                    value.copy_(saved[key])
+                else:
+                    value.zero_()
 
 
 def _restore_in_place(current: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> None:
@@ -716,6 +720,8 @@ def evaluate(model: nn.Module, data: Any, batch_size: int = 1024) -> dict[str, f
         raise ModelContractError(
             f"{type(model).__name__} has no loss(batch) method to evaluate eval_data with."
         )
+    device = tensors[0].device
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -727,17 +733,15 @@ def evaluate(model: nn.Module, data: Any, batch_size: int = 1024) -> dict[str, f
                 _check_output(model, out, "loss(batch)", needs_grad=False)
                 size = batch[0].shape[0]
                 for key, value in out.items():
-                    value = (
-                        value.detach().reshape(()).double()
-                        if isinstance(value, torch.Tensor)
-                        else float(value)
-                    )
-                    sums[key] = sums.get(key, 0.0) + value * size
+                    if key not in sums:
+                        sums[key] = torch.zeros((), dtype=dtype, device=device)
+                    value = value.detach().reshape(()) if isinstance(value, torch.Tensor) else float(value)
+                    sums[key].add_(value * size)
                 n += size
     finally:
         model.train(was_training)
     keys = list(sums)
-    values = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in keys]).tolist()
+    values = torch.stack([sums[k] for k in keys]).cpu().tolist()  # one device-to-host copy
     return {k: v / n for k, v in zip(keys, values)}
 
 
