@@ -6,6 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.digm-installed
 PORT   ?= 8888
 JOBS   ?= 2
+# JupyterLab refuses to run as root (containers, Colab-like machines) unless told it is deliberate.
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .PHONY: help install lab test lint course release grade slides benchmark clean
 
@@ -29,7 +31,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --port=$(PORT) lectures/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lectures --port=$(PORT) $(LAB_ROOT_FLAG)
 
 # One BLAS thread per worker: two xdist workers (each with a notebook kernel) share two cores, and
 # torch's default of one thread per core makes small tensor ops 10-100x slower when they contend.
