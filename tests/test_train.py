@@ -204,6 +204,22 @@ def test_evaluate_averages_over_examples_not_batches():
     assert abs(result["loss"] - 13 / 5) < 1e-6, f"got {result['loss']}, expected 2.6 (not (1 + 9) / 2)"
 
 
+def test_grad_clip_bounds_the_gradient_norm_of_each_step():
+    model = Regression(4)
+    x, y = torch.randn(32, 4), 1000.0 * torch.ones(32)  # a huge error: the raw gradient norm is ~2000
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    quiet_fit(
+        model,
+        (x, y),
+        steps=1,
+        batch_size=32,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        grad_clip=0.5,
+    )
+    moved = (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+    assert moved <= 0.5 + 1e-5, f"one SGD step (lr=1) moved the parameters by {moved:.3f} > grad_clip=0.5"
+
+
 class TwoPlayers(nn.Module):
     """A minimal two-optimiser game: a critic fits the data mean, a generator moves towards the critic."""
 
@@ -363,3 +379,9 @@ def test_in_a_notebook_fit_draws_a_live_loss_plot():
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     kinds = [list(o.get("data", {})) for o in nb.cells[0].outputs]
     assert any("image/png" in k for k in kinds), f"no PNG loss plot among the cell's outputs: {kinds}"
+
+
+def test_data_and_model_on_different_devices_is_a_clear_error():
+    model = TinyVAE().to("meta")  # a second device that every machine has
+    with pytest.raises(ValueError, match="data is on cpu but the model's parameters are on meta"):
+        quiet_fit(model, toy_data(32), steps=1)

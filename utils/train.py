@@ -511,7 +511,7 @@ class _Stepper:
             _check_output(self.model, out, "loss(batch)", needs_grad=True)
         out["loss"].backward()
         if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(_parameters(self.model), self.grad_clip, foreach=True)
+            nn.utils.clip_grad_norm_(_parameters(self.model), self.grad_clip)
         self.optimizer.step()
         return out
 
