@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, VENV_BIN, isolated_jupyter_env, watch_page
+from conftest import REPO_ROOT, VENV_BIN, isolated_jupyter_env, start_lab_server, watch_page
 
 pytestmark = pytest.mark.browser
 
@@ -96,6 +96,19 @@ def fast_kernel_env() -> dict[str, str]:
     if data_dir:
         env["DIGM_DATA_DIR"] = data_dir
     return env
+
+
+@pytest.fixture(scope="module")
+def instructor_server(chromium, tmp_path_factory):
+    """JupyterLab as `make lab` gives it (all nbgrader panels) over a copy of the course, FAST kernels.
+
+    Shared by the tests of this module that need no special set-up: one server start instead of three.
+    Depends on ``chromium`` so that a machine without a browser skips before starting a server.
+    """
+    course = copy_course(tmp_path_factory.mktemp("course"))
+    server = start_lab_server(course, tmp_path_factory.mktemp("jupyter-home"), extra_env=fast_kernel_env())
+    yield server
+    server.stop()
 
 
 def wait_for_kernel(server, relative: Path, timeout: float = 90.0) -> None:
@@ -191,9 +204,8 @@ def assert_clean(page, problems, what: str) -> None:
     assert not problems.all(), f"browser console errors while using {what}:\n" + "\n".join(problems.all())
 
 
-def test_lecture_widget_redraws_when_slider_moves(chromium, lab_server_factory, tmp_path, artifacts_dir):
-    lecture = pick_lecture()
-    server = lab_server_factory(copy_course(tmp_path / "course"), extra_env=fast_kernel_env())
+def test_lecture_widget_redraws_when_slider_moves(chromium, instructor_server, artifacts_dir):
+    lecture, server = pick_lecture(), instructor_server
     page = chromium.new_page(viewport=VIEWPORT)
     problems = watch_page(page, HARMLESS_CONSOLE)
     try:
@@ -276,11 +288,10 @@ def test_student_setup_keeps_validate_and_hides_instructor_panels(
         page.close()
 
 
-def test_instructor_setup_shows_formgrader(chromium, lab_server_factory, tmp_path, artifacts_dir):
+def test_instructor_setup_shows_formgrader(chromium, instructor_server, artifacts_dir):
     # The control for the student test: without the student command the panels are there, so their
     # absence above is the command's doing and not a broken nbgrader extension.
-    server = lab_server_factory(copy_course(tmp_path / "course"), extra_env=fast_kernel_env())
-    page, problems = open_assignment(chromium, server, artifacts_dir, "instructor_assignment.png")
+    page, problems = open_assignment(chromium, instructor_server, artifacts_dir, "instructor_assignment.png")
     try:
         assert page.locator(VALIDATE_BUTTON).first.is_visible(), f"no Validate button in {ASSIGNMENT}"
         items = nbgrader_menu_items(page)
@@ -289,5 +300,28 @@ def test_instructor_setup_shows_formgrader(chromium, lab_server_factory, tmp_pat
             "no Create Assignment sidebar for instructors"
         )
         assert not problems.all(), "browser console errors:\n" + "\n".join(problems.all())
+    finally:
+        page.close()
+
+
+def test_lecture_opens_as_rise_slideshow(chromium, instructor_server, artifacts_dir):
+    # What "View > Full screen slideshow" (jupyterlab-rise) opens: reveal.js over the live notebook.
+    # Console errors are not checked here: jupyterlab-rise 0.43.1 bundles JupyterLab 4.3 packages and,
+    # under JupyterLab 4.6, logs module-federation mismatches and a recursion error that leave the
+    # slides working (upstream, not ours). Its theme asks Google Fonts for a web font; refused below.
+    lecture = pick_lecture()
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    try:
+        page.goto(instructor_server.url(f"rise/{lecture.as_posix()}"))
+        page.wait_for_selector(".reveal.ready", timeout=90_000)
+        slide_count = page.locator(".reveal .slides section").count()
+        assert slide_count > 1, (
+            f"RISE shows {slide_count} slide(s) for {lecture}; is the slide metadata there?"
+        )
+        page.screenshot(path=str(artifacts_dir / "rise_first.png"))
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(1000)  # the slide transition
+        page.screenshot(path=str(artifacts_dir / "rise_second.png"))
     finally:
         page.close()
