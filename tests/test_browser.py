@@ -52,15 +52,21 @@ _MARK_WIDGET_JS = """() => {
     target.setAttribute('data-digm-target', '1');
     return true;
 }"""
-# The decoded pixels of every image in the widget (blob URLs change on every update even when the
-# picture does not, so the URLs themselves prove nothing).
-_PIXELS_JS = """el => Array.from(el.querySelectorAll('img.widget-image, .widget-output img')).map(img => {
-    if (!img.complete || !img.naturalWidth) return '';
-    const canvas = document.createElement('canvas');
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    canvas.getContext('2d').drawImage(img, 0, 0);
-    return canvas.toDataURL();
-}).join('|')"""
+# The decoded pixels of the widget's pictures: the LatentExplorer's "decode(z)" image when there is
+# one (its latent map also changes with z, but the decode is what the issue is about), else every
+# image in the widget. Blob URLs change on every update even when the picture does not, so the URLs
+# themselves prove nothing.
+_PIXELS_JS = """el => {
+    const label = Array.from(el.querySelectorAll('.widget-label')).find(l => l.textContent.trim() === 'decode(z)');
+    const scope = label ? label.parentElement : el;
+    return Array.from(scope.querySelectorAll('img.widget-image, .widget-output img')).map(img => {
+        if (!img.complete || !img.naturalWidth) return '';
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        canvas.getContext('2d').drawImage(img, 0, 0);
+        return canvas.toDataURL();
+    }).join('|');
+}"""
 _RUN_STARTED_JS = """() => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt'))
     .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
 # Every code cell has finished (a number in its prompt) or some cell raised.
