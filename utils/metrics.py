@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 __all__ = [
     "importance_sampled_log_likelihood",
@@ -76,13 +77,17 @@ def evaluate_nll(
     batch_size: int = 100,
     chunk: int = 500,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> float:
     """Mean negative log-likelihood -log p(x) in nats over the rows of ``x``, by importance sampling.
 
     ``model`` has a ``log_weights(x, k)`` method (like ``utils.models.VAE``) or is such a function.
     x: [N, ...] of data that is already binary where the model is Bernoulli (binarize a test set
-    once, with a fixed seed, rather than afresh per call). The model is put in eval mode for the
-    evaluation and restored afterwards. Lower is better; compare with targets.md.
+    once, with a fixed seed, rather than afresh per call); batches are moved to the model's
+    device, so a test set may stay on the CPU. ``generator`` is passed on as
+    ``log_weights(x, k, generator=...)`` for a reproducible estimate. The model is put in eval
+    mode for the evaluation and restored afterwards. ``progress`` shows a tqdm bar over batches.
+    Lower is better; compare with targets.md (Burda et al. 2016 use k = 5000).
     """
     if isinstance(model, nn.Module):
         if not hasattr(model, "log_weights"):
@@ -95,19 +100,26 @@ def evaluate_nll(
         fn = model
     log_weights_fn: LogWeightsFn = fn if generator is None else (lambda xb, n: fn(xb, n, generator=generator))
     x = _as_float_rows(x)
-    was_training = isinstance(model, nn.Module) and model.training
+    if x.shape[0] == 0:
+        raise ValueError("evaluate_nll got no examples (x has 0 rows); pass the data to evaluate.")
+    device = x.device
+    was_training = False
     if isinstance(model, nn.Module):
+        was_training = model.training
+        device = next(iter(model.parameters()), x).device
         model.eval()
+    starts = range(0, x.shape[0], batch_size)
+    if progress:
+        starts = tqdm(starts, desc=f"IS log-likelihood (k={k})", unit="batch")
     try:
-        total = torch.zeros((), dtype=torch.float64, device=x.device)
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            log_px = importance_sampled_log_likelihood(log_weights_fn, xb, k=k, chunk=chunk)
-            total = total - log_px.double().sum()  # stays on the device: no sync per batch
+        sums = []  # per-batch sums of log p(x), kept on the device: no sync per batch
+        for start in starts:
+            xb = x[start : start + batch_size].to(device)
+            sums.append(importance_sampled_log_likelihood(log_weights_fn, xb, k=k, chunk=chunk).sum())
     finally:
         if was_training:
             model.train()
-    return (total / x.shape[0]).item()
+    return -torch.stack(sums).cpu().double().sum().item() / x.shape[0]
 
 
 @torch.no_grad()
@@ -126,7 +138,7 @@ def latent_variances(
     for start in range(0, x.shape[0], batch_size):
         out = encode_mean_fn(x[start : start + batch_size])
         means.append(out[0] if isinstance(out, (tuple, list)) else out)
-    mu = torch.cat(means).double()  # [N, D]
+    mu = torch.cat(means).cpu().double()  # [N, D]; float64 on the CPU (MPS has no float64)
     return mu.var(dim=0, correction=0)
 
 
@@ -180,6 +192,6 @@ def mode_coverage(
     counts = torch.bincount(nearest[good], minlength=centers.shape[0])  # [m]
     return {
         "modes": int((counts >= min_count).sum().item()),
-        "high_quality": float(good.double().mean().item()) if samples.shape[0] else 0.0,
+        "high_quality": float(good.float().mean().item()) if samples.shape[0] else 0.0,
         "counts": counts,
     }
