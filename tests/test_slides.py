@@ -49,6 +49,36 @@ def test_every_cell_has_slide_metadata(path):
     )
 
 
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "templates").glob("*.ipynb")), ids=lambda p: p.name)
+def test_template_notebook_runs_in_fast_mode(path, monkeypatch):
+    # Students start from these; a template that fails before they change anything is a bad start.
+    monkeypatch.setenv("DIGM_FAST", "1")  # the kernel nbclient starts inherits it
+    notebook = nbformat.read(path, as_version=4)
+    slides.execute_notebook(notebook, path.parent, timeout=300)
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name} raised: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+
+
+def test_report_rubric_adds_up_to_100():
+    text = (REPO_ROOT / "templates" / "project_report.md").read_text(encoding="utf-8")
+    sections = {
+        name.strip(): int(points) for name, points in re.findall(r"^## (.+?) \((\d+) points\)$", text, re.M)
+    }
+    table = {
+        name.strip(): int(points)
+        for name, points in re.findall(r"^\| ([A-Z][^|*]+?) \| (\d+) \|$", text, re.M)
+    }
+    assert sum(sections.values()) == 100, (
+        f"the section points of project_report.md add up to {sum(sections.values())}: {sections}"
+    )
+    assert sum(table.values()) == 100, (
+        f"the rubric table of project_report.md adds up to {sum(table.values())}: {table}"
+    )
+    headings = {re.sub(r"^\d+\. ", "", name): points for name, points in sections.items()}
+    assert headings == table, f"section headings {headings} and the rubric table {table} disagree"
+
+
 def test_widget_views_become_their_last_drawing():
     # A static deck cannot run a slider, so the figure its Output widget captured is shown instead.
     figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})
