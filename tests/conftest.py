@@ -293,7 +293,7 @@ def require_browser() -> str:
     if executable is None:
         problems.append("no Chromium found (apt-get install chromium, or set DIGM_CHROMIUM=/path/to/chrome)")
     if problems:
-        reason = "browser test needs " + "; ".join(problems)
+        reason = "cannot run browser tests: " + "; ".join(problems)
         if os.environ.get("DIGM_REQUIRE_BROWSER", "").strip() in {"1", "true", "yes"}:
             pytest.fail(f"DIGM_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
         pytest.skip(reason)

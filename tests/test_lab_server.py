@@ -35,7 +35,7 @@ def make_lab_command() -> list[str]:
     assert len(lines) == 1, f"expected one `jupyter lab` line in `make -n lab`, got:\n{dry_run.stdout}"
     command = shlex.split(lines[0])
     command += ["--no-browser", "--IdentityProvider.token={token}", "--ServerApp.port_retries=0"]
-    if running_as_root():
+    if running_as_root() and "--allow-root" not in command:
         command.append("--allow-root")
     return command
 
