@@ -87,11 +87,13 @@ def pick_lecture() -> Path:
 
 
 def copy_course(target: Path) -> Path:
-    """Copy lectures/ and assignments/ (notebooks and their data files) to ``target``; return it."""
+    """Copy lectures/, assignments/ and the nbgrader config (what Validate reads) to ``target``."""
     ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "checkpoints")
     for folder in ("lectures", "assignments"):
         if (REPO_ROOT / folder).is_dir():
             shutil.copytree(REPO_ROOT / folder, target / folder, ignore=ignore)
+    if (REPO_ROOT / "nbgrader_config.py").is_file():
+        shutil.copyfile(REPO_ROOT / "nbgrader_config.py", target / "nbgrader_config.py")
     return target
 
 
@@ -284,6 +286,17 @@ def test_student_setup_keeps_validate_and_hides_instructor_panels(
             f"no Validate button in the toolbar of {ASSIGNMENT} for students; "
             "the student set-up must not disable @jupyter/nbgrader:validate-assignment"
         )
+        page.locator(VALIDATE_BUTTON).first.click()  # runs nbgrader validate on the server
+        dialog = page.locator(".jp-Dialog")
+        dialog.wait_for(state="visible", timeout=180_000)
+        report = dialog.inner_text()
+        page.screenshot(path=str(artifacts_dir / "student_validate.png"))
+        # The untouched release must fail validation, on the first `raise NotImplementedError()`.
+        assert "Validation Results" in report and "NotImplementedError" in report, (
+            f"Validate on the untouched {ASSIGNMENT} should report its unanswered cells; it said:\n{report[:1500]}"
+        )
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=10_000)
         shown = [item for item in nbgrader_menu_items(page) if item in INSTRUCTOR_MENU_ITEMS]
         assert not shown, f"the student set-up still shows instructor menu items {shown}"
         assert page.locator(CREATE_ASSIGNMENT_TAB).count() == 0, (
