@@ -82,6 +82,16 @@ def test_check_close_accepts_matching_infinities_and_numbers():
     checks.check_close(1.0, 1.0 + 1e-7, rtol=1e-5, quiet=True)
 
 
+def test_check_close_requires_an_infinite_expected_value_exactly():
+    with pytest.raises(CheckError, match="expected inf, got 5"):
+        checks.check_close(torch.tensor(5.0), math.inf, rtol=0.5)
+
+
+def test_check_close_names_the_kind_of_the_first_bad_entry():
+    with pytest.raises(CheckError, match=r"got inf at 1 of 2 entries \(first at index \(1,\)\)"):
+        checks.check_close(torch.tensor([math.nan, math.inf]), torch.tensor([math.nan, 1.0]))
+
+
 def test_check_close_respects_tolerances():
     checks.check_close(torch.tensor(1.01), 1.0, rtol=0.02, quiet=True)
     with pytest.raises(CheckError, match="tolerance"):
@@ -213,6 +223,11 @@ def test_check_grad_explains_a_float32_model(x):
         checks.check_grad(lambda a: layer(a).sum(), x)
     checks.check_grad(lambda a: layer(a).pow(2).sum(), x, dtype=None, quiet=True)
     checks.check_grad(lambda a: layer.double()(a).pow(2).sum(), x, quiet=True)
+
+
+def test_check_grad_accepts_a_transposed_input(x):
+    weights = x.double().T  # [3, 8], not contiguous in memory
+    checks.check_grad(lambda w: (w**3).sum(), weights, quiet=True)
 
 
 def test_check_grad_refuses_random_functions(x):

@@ -220,8 +220,9 @@ def check_shape(
 def _check_nonfinite(name: str, a: torch.Tensor, e: torch.Tensor, hint: str) -> None:
     bad = ~torch.isfinite(a) & torch.isfinite(e)
     if bad.any():
-        i = _index(int(bad.reshape(-1).nonzero()[0]), a.shape)
-        kind = "NaN" if torch.isnan(a).any() else "inf"
+        first = int(bad.reshape(-1).nonzero()[0])
+        i = _index(first, a.shape)
+        kind = "NaN" if torch.isnan(a.reshape(-1)[first]) else "inf"
         raise _fail(
             name,
             f"got {kind} at {int(bad.sum())} of {a.numel()} entries (first at index {i}) where "
@@ -259,8 +260,9 @@ def check_close(
     _check_nonfinite(name, a, e, hint)
     same_inf = torch.isinf(a) & (a == e)  # -inf == -inf is a match (log 0 on both sides)
     diff = torch.where(same_inf, torch.zeros_like(a), (a - e).abs())
-    diff = torch.nan_to_num(diff, nan=math.inf)
-    allowed = atol + rtol * e.abs()
+    diff = torch.nan_to_num(diff, nan=math.inf, posinf=math.inf)
+    # An infinite expected value must be matched exactly: rtol * |inf| would accept any number.
+    allowed = torch.where(torch.isfinite(e), atol + rtol * e.abs(), torch.zeros_like(e))
     excess = torch.where(diff <= allowed, torch.zeros_like(diff), diff - allowed)
     if excess.numel() and excess.max() > 0:
         worst = int(torch.argmax(excess))
@@ -395,7 +397,8 @@ def _finite_difference(
 def _grad_leaf(x: Any, dtype: torch.dtype | None) -> Any:
     """A fresh leaf copy of a floating-point tensor input (cast to dtype); other inputs unchanged."""
     if isinstance(x, torch.Tensor) and x.is_floating_point():
-        leaf = x.detach().clone()
+        # Contiguous, so that finite differences can nudge entries through a flat view (x may be a W.T).
+        leaf = x.detach().clone(memory_format=torch.contiguous_format)
         return leaf.to(dtype) if dtype is not None else leaf
     return x
 
