@@ -16,7 +16,7 @@ import torch
 
 from utils import data
 from utils.data import images, sources
-from utils.data.errors import DatasetNotFoundError, SubsetWarning
+from utils.data.errors import CorruptFileError, DatasetNotFoundError, SubsetWarning
 
 OFFLINE_DATA = os.environ.get("DIGM_DATA_DIR", "").strip()
 needs_offline_data = pytest.mark.skipif(
@@ -280,6 +280,17 @@ def test_dynamic_binarize_rejects_uint8_and_out_of_range():
         data.dynamic_binarize(torch.zeros(3, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         data.dynamic_binarize(torch.tensor([0.5, 255.0]))
+
+
+def test_dynamic_binarize_rejects_nan():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.dynamic_binarize(torch.tensor([0.5, float("nan")]))
+
+
+def test_amat_with_a_two_digit_token_is_a_corrupt_file():
+    line = " ".join(["0"] * 783) + " 01\n"  # 784 tokens, but the last is not a single digit
+    with pytest.raises(CorruptFileError, match="single 0 or 1"):
+        images.decode_amat(line.encode(), "test.amat")
 
 
 def test_default_limit_follows_fast_mode(monkeypatch):

@@ -193,6 +193,8 @@ def _decode_amat_general(buf: np.ndarray, where: str) -> torch.Tensor:
     if not rows or any(len(r) != 784 for r in rows):
         raise CorruptFileError(f"{where} does not have 784 values on every line.")
     digits = buf[(buf == ord("0")) | (buf == ord("1"))] - ord("0")
+    if digits.size != 784 * len(rows):  # a token such as "01" counts once above but is two digits
+        raise CorruptFileError(f"{where} holds values other than a single 0 or 1 between spaces.")
     return torch.from_numpy(np.ascontiguousarray(digits.reshape(len(rows), 784)))
 
 
@@ -417,7 +419,8 @@ def dynamic_binarize(
 
     ``x`` holds probabilities (pixel intensities in [0, 1]). Each call draws anew, which is the
     "dynamic binarization" of Burda et al. (2016). ``generator`` must live on x's device. The range
-    check costs one device-to-host sync; a GPU training loop may pass ``validate=False``.
+    check (NaN fails it too) costs one device-to-host sync; a GPU training loop may pass
+    ``validate=False``.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         what = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
@@ -429,8 +432,9 @@ def dynamic_binarize(
             f"create it with torch.Generator(device={str(x.device)!r})."
         )
     if validate and x.numel() and not _is_capturing(x):
-        low, high = torch.aminmax(x.detach())
-        if low.item() < 0.0 or high.item() > 1.0:
+        outside = ~((x >= 0.0) & (x <= 1.0))  # written this way round so that NaN counts as outside
+        if outside.any().item():  # the one sync; the message is only built for bad input
+            low, high = torch.aminmax(x.detach())
             raise ValueError(f"dynamic_binarize needs values in [0, 1], got {low.item():.4g}..{high.item():.4g}; "
                              "divide uint8 pixels by 255 first.")  # fmt: skip
     return torch.bernoulli(x.detach(), generator=generator)
