@@ -171,7 +171,8 @@ def _ar_members(archive: bytes) -> dict[str, bytes]:
 
 @dataclass(frozen=True)
 class CharVocab:
-    """A fixed alphabet of characters, mapping each to an integer id (its rank in sorted order).
+    """A fixed alphabet of characters, mapping each to an integer id (its index in ``chars``;
+    :meth:`from_text` sorts them, so there the id is the character's rank in code-point order).
 
     >>> vocab = CharVocab.from_text("hello")
     >>> vocab.decode(vocab.encode("hole"))
@@ -202,8 +203,8 @@ class CharVocab:
     def encode(self, text: str) -> torch.Tensor:
         """Ids of the characters of ``text``, ``int64 [len(text)]`` (vectorised: 4 M characters in ~0.1 s)."""
         points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        table = self._codepoints()  # sorted, since from_text sorts; searchsorted needs that
-        order = np.argsort(table)
+        table = self._codepoints()
+        order = np.argsort(table)  # searchsorted needs a sorted table; chars given by hand may not be
         ids = np.searchsorted(table[order], points)
         ids = np.clip(ids, 0, len(table) - 1)
         known = table[order][ids] == points
