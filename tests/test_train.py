@@ -288,11 +288,13 @@ def test_history_to_dict_round_trips_and_plots():
     torch.manual_seed(0)
     data = toy_data(64)
     history = quiet_fit(TinyVAE(), data, epochs=2, batch_size=16, eval_data=data[:16])
+    history.interrupted = True
     again = train.History.from_dict(history.to_dict())
     assert again.values == history.values and again.eval_values == history.eval_values, (
         "round trip lost values"
     )
     assert again.eval_steps == history.eval_steps and again.steps == history.steps
+    assert again.interrupted, "round trip lost the interrupted flag"
     ax = history.plot()
     assert len(ax.get_lines()) >= 2, "plot drew no curves"
 
@@ -385,3 +387,17 @@ def test_data_and_model_on_different_devices_is_a_clear_error():
     model = TinyVAE().to("meta")  # a second device that every machine has
     with pytest.raises(ValueError, match="data is on cpu but the model's parameters are on meta"):
         quiet_fit(model, toy_data(32), steps=1)
+
+
+def test_eval_data_on_another_device_fails_before_training():
+    model = TinyVAE()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="eval_data is on meta"):
+        quiet_fit(model, toy_data(32), steps=2, batch_size=16, eval_data=toy_data(8).to("meta"))
+    changed = [i for i, (a, b) in enumerate(zip(before, model.parameters())) if not torch.equal(a, b)]
+    assert not changed, "the model was trained before eval_data's device was checked"
+
+
+def test_a_fractional_batch_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 16.0"):
+        quiet_fit(TinyVAE(), toy_data(32), steps=1, batch_size=16.0)

@@ -156,6 +156,7 @@ class History:
             seconds=[float(s) for s in meta.get("seconds", [])],
             speed=str(meta.get("speed", "")),
             notes=list(meta.get("notes", [])),
+            interrupted=bool(meta.get("interrupted", False)),
         )
         for key, values in data.items():
             if key in _RESERVED_KEYS:
@@ -170,29 +171,9 @@ class History:
 
     def plot(self, keys: list[str] | None = None, ax: Any = None) -> Any:
         """Training curves against the step (eval results as points); returns the matplotlib Axes."""
-        keys = keys if keys is not None else self.keys()
-        try:
-            from utils.viz import plot_curves
-        except ImportError:
-            plot_curves = None
-        if plot_curves is not None:
-            return plot_curves(self, keys=keys, ax=ax)
-        import matplotlib.pyplot as plt
+        from utils.viz import plot_curves  # here, so that training never needs matplotlib
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5.5, 3.5))
-        _draw_curves(ax, self, keys)
-        return ax
-
-
-def _draw_curves(ax: Any, history: History, keys: list[str]) -> None:
-    for key in keys:
-        marker = "o" if key in history.eval_values else None
-        ax.plot(history.steps_of(key), history[key], marker=marker, label=key)
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-    if keys:
-        ax.legend(fontsize="small")
+        return plot_curves(self, keys=keys if keys is not None else self.keys(), ax=ax)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -661,7 +642,7 @@ class _LivePlot:
             return
         self.last_draw = now
         self.ax.clear()
-        _draw_curves(self.ax, history, [k for k in ("loss", "eval_loss") if k in history])
+        history.plot([k for k in ("loss", "eval_loss") if k in history], ax=self.ax)
         if self.handle is None:
             from IPython.display import display
 
@@ -822,8 +803,8 @@ def _resolve_speed(speed: str, model, optimizer, device, notes: list[str]) -> st
 
 
 def _plan(n: int, epochs, steps, batch_size, speed, log_every, eval_every, checkpoint_every) -> _Plan:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     batch_size = min(batch_size, n)
     # Graph replay and compiled code want one batch shape, so those modes drop the ragged last batch
     # (a different one each epoch, since the order is reshuffled).
@@ -934,6 +915,11 @@ def fit(
             "them, e.g. model.to(device) and data.to(device) with device = runtime.get_device()."
         )
     eval_tensors = None if eval_data is None else _as_tensors(eval_data, "eval_data")
+    if eval_tensors is not None and eval_tensors[0][0].device != device:
+        raise ValueError(
+            f"eval_data is on {eval_tensors[0][0].device} but the data and the model are on {device}; "
+            "move it with .to(device) so that evaluation does not fail after the first epoch."
+        )
     if isinstance(optimizer, Mapping):
         if not callable(getattr(model, "training_step", None)):
             raise ModelContractError(
