@@ -223,6 +223,11 @@ def test_plot_histograms_one_histogram_per_entry():
     assert len(ax.patches) == 40, "two histograms of 20 bins"
 
 
+def test_plot_histograms_names_an_entry_without_finite_values():
+    with pytest.raises(ValueError, match=r"no finite values for \['score function'\]"):
+        viz.plot_histograms({"score function": torch.tensor([float("nan")]), "reparam": torch.randn(5)})
+
+
 def test_plotting_writes_no_files(tmp_path, monkeypatch, images):
     monkeypatch.chdir(tmp_path)
     viz.show_images(images)

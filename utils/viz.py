@@ -497,8 +497,13 @@ def plot_histograms(
     named = dict(samples) if isinstance(samples, Mapping) else {"samples": samples}
     arrays = {k: _to_numpy(v).astype(np.float64).reshape(-1) for k, v in named.items()}
     finite = [a[np.isfinite(a)] for a in arrays.values()]
-    lo = min(a.min() for a in finite if a.size)
-    hi = max(a.max() for a in finite if a.size)
+    empty = [k for k, a in zip(arrays, finite) if not a.size]
+    if empty:
+        raise ValueError(
+            f"plot_histograms got no finite values for {empty}; check those estimates for NaN or inf."
+        )
+    lo = min(a.min() for a in finite)
+    hi = max(a.max() for a in finite)
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.5))
