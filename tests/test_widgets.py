@@ -157,11 +157,27 @@ def test_continuous_update_can_be_forced_off(decode):
     assert not any(s.continuous_update for s in explorer.sliders)
 
 
-def test_explorer_displays_as_a_widget(decode):
+def test_explorer_displays_as_a_widget(decode, monkeypatch):
     explorer = W.LatentExplorer(decode, LATENT)
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle, "the explorer should display its widget"
-    assert callable(explorer._ipython_display_)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+    explorer._ipython_display_()
+    assert shown == [explorer.widget], "display(explorer) should display explorer.widget"
+
+
+def test_a_small_decode_runs_on_one_thread_and_restores_the_count(weights, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on a 2-core machine, whatever this one has
+    counts = []
+    monkeypatch.setattr(torch, "set_num_threads", counts.append)
+
+    def failing_decode(z):
+        raise RuntimeError("decoder bug")
+
+    with pytest.raises(ValueError, match="decoder bug"):
+        W.decode_images(failing_decode, torch.zeros(1, LATENT))
+    assert counts == [1, 2], f"set_num_threads calls {counts}: one thread for the decode, then 2 restored"
 
 
 # --- bad input ---------------------------------------------------------------------------------

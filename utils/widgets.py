@@ -166,7 +166,9 @@ def _one_thread_for_small_cpu_batches(device: torch.device, batch: int) -> Itera
 
     A batch of one gains nothing from intra-op threads, and waking them costs milliseconds per call
     when the cores are busy (measured: 3-12 ms instead of 0.06 ms for a 20-400-784 MLP on 2 shared
-    cores), which would make the sliders lag. The thread count is restored at once.
+    cores), which would make the sliders lag. torch offers no per-call thread count, so this sets the
+    process-wide one for the length of one decode and restores it in ``finally``, also when the
+    decoder raises; the count is read on every call, so a student's own ``set_num_threads`` stands.
     """
     threads = torch.get_num_threads()
     if device.type != "cpu" or batch > _FEW_LATENTS or threads == 1:
