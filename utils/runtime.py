@@ -141,11 +141,15 @@ def describe(device: torch.device | None = None) -> str:
 RESULT_PREFIX = "[result]"
 
 
-def report_result(name: str, value: float, unit: str = "") -> str:
+def format_result(name: str, value: float, unit: str = "") -> str:
+    """The line ``report_result`` prints, e.g. ``[result] test_nll = 88.9123 nats``."""
+    return f"{RESULT_PREFIX} {name} = {float(value):.6g}{(' ' + unit) if unit else ''}"
+
+
+def report_result(name: str, value: float, unit: str = "") -> None:
     """Print a lecture's key number as one parseable line, e.g. ``[result] test_nll = 88.91 nats``.
 
     ``make course`` (utils.course) collects these lines from the executed notebooks into its table.
+    Returns None, so a call as a cell's last expression does not echo the line a second time.
     """
-    line = f"{RESULT_PREFIX} {name} = {value:.6g}{(' ' + unit) if unit else ''}"
-    print(line)
-    return line
+    print(format_result(name, value, unit))
