@@ -247,7 +247,19 @@ def build_deck(
         raise SlidesError(f"execute={execute!r} is not one of 'auto', 'always', 'never'.")
     notebook = nbformat.read(notebook_path, as_version=4)
     if execute == "always" or (execute == "auto" and not has_outputs(notebook)):
-        execute_notebook(notebook, notebook_path.resolve().parent, timeout)
+        from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+        try:
+            execute_notebook(notebook, notebook_path.resolve().parent, timeout)
+        except CellExecutionError as error:
+            raise SlidesError(
+                f"{notebook_path.name}: a cell raised {error.ename}: {error.evalue} "
+                "(run the notebook in JupyterLab to see which), so its deck was not built."
+            ) from None
+        except CellTimeoutError:
+            raise SlidesError(
+                f"{notebook_path.name}: a cell ran longer than {timeout} s; raise --timeout or use --fast."
+            ) from None
     flatten_widget_outputs(notebook)
     exporter = exporter or make_exporter()
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": notebook_path.stem}})
@@ -286,7 +298,10 @@ def build_decks(
     npm_dir: Path = DEFAULT_NPM_DIR,
     quiet: bool = False,
 ) -> list[Path]:
-    """Install/copy the offline assets once, then build one deck per notebook; return the deck paths."""
+    """Install/copy the offline assets once, then build one deck per notebook; return the deck paths.
+
+    Raises SlidesError naming every notebook that failed, after building all the others.
+    """
     missing = [str(path) for path in notebooks if not Path(path).is_file()]
     if missing:
         raise SlidesError(f"no such notebook: {', '.join(missing)}; pass paths to .ipynb files.")
@@ -294,12 +309,20 @@ def build_decks(
         raise SlidesError("no notebooks to convert; pass .ipynb paths or add lectures under lectures/.")
     copy_deck_assets(install_npm_assets(npm_dir, quiet=quiet), out_dir)
     exporter = make_exporter()
-    decks = []
+    decks, failures = [], []
     for path in notebooks:
         if not quiet:
             print(f"slides: {path}", flush=True)
-        decks.append(build_deck(Path(path), out_dir, execute=execute, timeout=timeout, exporter=exporter))
+        try:  # one failing lecture should not cost the decks of the others
+            decks.append(build_deck(Path(path), out_dir, execute=execute, timeout=timeout, exporter=exporter))
+        except SlidesError as error:
+            failures.append(str(error))
     write_index(out_dir, out_dir.glob("*.slides.html"))
+    if failures:
+        raise SlidesError(
+            f"{len(failures)} of {len(notebooks)} deck(s) failed (the others are in {out_dir}):\n  "
+            + "\n  ".join(failures)
+        )
     return decks
 
 
