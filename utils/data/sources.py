@@ -367,7 +367,8 @@ def _not_found(resource: Resource, attempts: list[str]) -> DatasetNotFoundError:
 class _MemoryCache:
     """Decoded arrays of verified files, keyed by path and content checksum, so a second load is a copy.
 
-    This is the one piece of process-wide state in the package: reloading MNIST in every lecture cell
+    This is one of the package's two pieces of process-wide state (the other is the once-per-process
+    flag of the subset warning, ``images.SUBSET_WARNING``): reloading MNIST in every lecture cell
     would otherwise decompress and parse 47 MB each time. The key includes the file's sha256, so a
     file replaced on disk is decoded again; entries are evicted least-recently-used.
     """
