@@ -22,6 +22,8 @@ import argparse
 import copy
 import csv
 import datetime as dt
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -194,7 +196,7 @@ def _generate(cfg: Config, assignment: str, release_dir: Path) -> None:
     """nbgrader generate_assignment into ``release_dir``; the gradebook in ``cfg`` records the cells."""
     cfg = copy.deepcopy(cfg)
     cfg.CourseDirectory.release_directory = str(release_dir)
-    Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    _db_path(cfg).parent.mkdir(parents=True, exist_ok=True)
     result = _api(cfg).generate_assignment(assignment, force=True)
     if not result["success"]:
         detail = (result.get("log") or "") + (result.get("error") or "")
@@ -379,6 +381,35 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
     return result
 
 
+def _db_path(cfg: Config) -> Path:
+    return Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///"))
+
+
+def sync_gradebook(cfg: Config, assignment: str, scratch: Path) -> None:
+    """Record ``solutions/<assignment>`` in the gradebook (its test cells, points and checksums),
+    unless the gradebook already holds this exact source (a fingerprint beside the database says so).
+
+    nbgrader generate_assignment does the recording; its student version goes to ``scratch`` so
+    that ``assignments/`` is left alone.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    source = _course_dir(cfg, "source") / assignment / f"{assignment}.ipynb"
+    fingerprint = hashlib.sha256(source.read_bytes()).hexdigest()
+    record = _db_path(cfg).with_name("gradebook-sources.json")
+    known = json.loads(record.read_text()) if record.exists() else {}
+    if known.get(assignment) == fingerprint and _db_path(cfg).exists():
+        with Gradebook(cfg.CourseDirectory.db_url) as gb:
+            try:
+                gb.find_notebook(assignment, assignment)
+                return
+            except MissingEntry:
+                pass
+    _generate(cfg, assignment, scratch)
+    known[assignment] = fingerprint
+    record.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
 def export_csv(cfg: Config, path: Path) -> None:
     """nbgrader's grades.csv (one row per student and assignment) for the whole gradebook."""
     from nbgrader.api import Gradebook
@@ -437,14 +468,14 @@ def grade(
                         f"{assignment}: no submissions in {_course_dir(cfg, 'submitted')}/<student>/{assignment}/"
                     )
                 continue
-            _generate(cfg, assignment, Path(tmp) / "release")
+            sync_gradebook(cfg, assignment, Path(tmp) / "release")
             for student in who:
                 if echo:
                     print(f"grading {assignment} / {student} ...", flush=True)
                 results.append(grade_submission(cfg, assignment, student, force=force))
-    grading_dir = Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).parent
+    grading_dir = _db_path(cfg).parent
     grading_dir.mkdir(parents=True, exist_ok=True)
-    if Path(cfg.CourseDirectory.db_url.removeprefix("sqlite:///")).exists():
+    if _db_path(cfg).exists():
         export_csv(cfg, grading_dir / "grades.csv")
     write_report(results, grading_dir / "report.csv")
     if echo and results:

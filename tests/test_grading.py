@@ -1,0 +1,326 @@
+"""The grading pipeline end to end: real nbgrader and real kernels in a temporary course directory.
+
+One course per module: copies of solutions/, the committed assignments/ and nbgrader_config.py, plus
+submissions made from the solutions by small programmatic edits (a flipped KL sign, a missing sum, a
+detached sample, a mean instead of logsumexp, an infinite loop, a failing import, edited test cells, a
+crashing kernel). a1 is graded through the Python API, a2 through the command line; each test then
+checks one property of the outcome. DIGM_FAST=1 keeps the training runs to seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import html
+import io
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from utils import grading
+
+pytestmark = pytest.mark.grading
+
+ROOT = Path(__file__).resolve().parent.parent
+A1, A2 = "a1_estimators", "a2_vae"
+A1_TIMEOUT = 15  # seconds per cell for a1: its slowest cell takes 1-3 s, the infinite loop all of it
+
+
+def _replace(old: str, new: str):
+    """An edit that swaps one piece of a cell's source; it fails loudly if the piece is gone."""
+
+    def edit(source: str) -> str:
+        assert old in source, f"the solution no longer contains {old!r}; update this test's mutation"
+        return source.replace(old, new)
+
+    return edit
+
+
+def _prepend(text: str):
+    return lambda source: text + source
+
+
+def _append(text: str):
+    return lambda source: source + text
+
+
+# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
+SUBMISSIONS = {
+    A1: {
+        "solved": {},
+        "untouched": None,
+        "missing_sum": {"a1_log_prob_answer": _replace(").sum(-1)", ")")},
+        "detached": {
+            "a1_elbo_answer": _replace(
+                "z = mu + log_sigma.exp() * eps", "z = (mu + log_sigma.exp() * eps).detach()"
+            )
+        },
+        "loop": {"a1_var_answer": _append("\n\n\nwhile True:  # an experiment left running\n    pass\n")},
+        "tampered": {
+            "a1_sf_answer": _replace("return weight * eps / sigma", "return -weight * eps / sigma"),
+            "a1_sf_test_unbiased": lambda source: "pass",
+            "a1_sf_test_baseline": lambda source: "print('all good')",
+        },
+    },
+    A2: {
+        "solved": {},
+        "untouched": None,
+        "kl_sign": {"a2_kl_answer": _replace("return 0.5 *", "return -0.5 *")},
+        "iwae_mean": {
+            "a2_iwae_answer": _replace(
+                "return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])", "return log_w.mean(0)"
+            )
+        },
+        "import_error": {"a2_iwae_answer": _prepend("import no_such_module\n\n")},
+        "dies": {"a2_reparam_answer": _prepend("import os\n\nos._exit(1)\n")},
+    },
+}
+
+# The test cells each mistake should cost, and nothing else.
+EXPECTED_LOST = {
+    (A1, "missing_sum"): {"a1_log_prob_test", "a1_log_prob_hidden"},
+    (A1, "detached"): {"a1_elbo_test_grad_flows", "a1_elbo_test_grad", "a1_elbo_hidden", "a1_fit_test"},
+    (A1, "loop"): set(),
+    (A1, "tampered"): {"a1_sf_test_unbiased", "a1_sf_test_baseline", "a1_sf_hidden"},
+    (A2, "kl_sign"): {"a2_kl_test_sign", "a2_kl_hidden", "a2_train_hidden"},
+    (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_test_jensen", "a2_iwae_hidden"},
+    (A2, "import_error"): {
+        "a2_iwae_test_equal",
+        "a2_iwae_test_stable",
+        "a2_iwae_test_jensen",
+        "a2_iwae_hidden",
+    },
+}
+
+
+def _notebook(root: Path, folder: str, assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(root / folder / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def _answer_text(source: str) -> str:
+    """A solution cell as a student would leave it: the solution markers gone."""
+    return "\n".join(
+        line for line in source.split("\n") if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line
+    )
+
+
+def make_submission(root: Path, assignment: str, edits: dict | None) -> nbformat.NotebookNode:
+    """The student version with every answer filled in from the solutions, then ``edits`` applied."""
+    nb = copy.deepcopy(_notebook(root, "assignments", assignment))
+    if edits is None:
+        return nb
+    sources = {cell.id: cell.source for cell in _notebook(root, "solutions", assignment).cells}
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            source = sources[cell.id]
+            cell.source = _answer_text(source) if cell.cell_type == "code" else "My answer. " + source[:200]
+    for cell_id, edit in edits.items():
+        (cell,) = [c for c in nb.cells if c.id == cell_id]
+        cell.source = edit(cell.source)
+    return nb
+
+
+@dataclass
+class Course:
+    root: Path
+    a1: dict[str, grading.SubmissionResult]
+    a2_exit_code: int
+    a2_stdout: str
+    a2_stderr: str
+
+
+@pytest.fixture(scope="module")
+def fast_kernels():
+    """Kernels inherit the environment: FAST mode, and one thread each so two test workers do not fight."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGM_FAST", "1")
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, fast_kernels) -> Course:
+    root = tmp_path_factory.mktemp("course")
+    for folder in ("solutions", "assignments"):
+        shutil.copytree(ROOT / folder, root / folder)
+    shutil.copy(ROOT / grading.CONFIG_FILE, root)
+    for assignment, students in SUBMISSIONS.items():
+        for student, edits in students.items():
+            folder = root / "grading" / "submitted" / student / assignment
+            folder.mkdir(parents=True)
+            nbformat.write(make_submission(root, assignment, edits), folder / f"{assignment}.ipynb")
+    a1 = {r.student: r for r in grading.grade([A1], root=root, timeout=A1_TIMEOUT, echo=False)}
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = grading.main(["grade", A2, "--root", str(root)])
+    return Course(root, a1, code, out.getvalue(), err.getvalue())
+
+
+def cell_scores(root: Path, assignment: str, student: str) -> dict[str, tuple[float | None, float]]:
+    """grade cell -> (auto score, max score), from nbgrader's gradebook."""
+    from nbgrader.api import Gradebook
+
+    cfg = grading.course_config(root)
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        (notebook,) = gb.find_submission(assignment, student).notebooks
+        return {g.name: (g.auto_score, float(g.max_score)) for g in notebook.grades}
+
+
+@pytest.mark.parametrize("assignment", [A1, A2])
+def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels, assignment):
+    path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    results = grading.validate(path)  # nbgrader's Validator API: {} when every test cell passes
+    failed = [cell["source"].splitlines()[0] for cell in results.get("failed", [])]
+    assert results == {}, f"{path.name}: the instructor solution fails test cells starting {failed}"
+
+
+@pytest.mark.parametrize("assignment", [A1, A2])
+def test_solved_submission_gets_every_test_point(course, assignment):
+    scores = cell_scores(course.root, assignment, "solved")
+    short = {name: s for name, s in scores.items() if not name.endswith("_written") and s[0] != s[1]}
+    assert not short, f"{assignment}: a submission of the solutions loses points in {short}"
+    written = {name: s for name, s in scores.items() if name.endswith("_written")}
+    assert written and all(auto is None for auto, _ in written.values()), (
+        f"{assignment}: written answers should wait for a human grader, got {written}"
+    )
+
+
+@pytest.mark.parametrize("assignment", [A1, A2])
+def test_untouched_release_scores_zero(course, assignment):
+    scores = cell_scores(course.root, assignment, "untouched")
+    assert scores and all(auto == 0 for auto, _ in scores.values()), (
+        f"{assignment}: the untouched student version should score 0 everywhere, got {scores}"
+    )
+    assert (course.root / "grading" / "autograded" / "untouched" / assignment).is_dir(), (
+        f"{assignment}: the untouched submission was not graded (nbgrader failed on it)"
+    )
+
+
+@pytest.mark.parametrize(("assignment", "student"), sorted(EXPECTED_LOST))
+def test_mistake_loses_exactly_the_points_of_its_tests(course, assignment, student):
+    scores = cell_scores(course.root, assignment, student)
+    lost = {name for name, (auto, most) in scores.items() if not name.endswith("_written") and auto != most}
+    expected = EXPECTED_LOST[(assignment, student)]
+    assert lost == expected, (
+        f"{assignment}/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}; "
+        "a test that is not independent of the other answers, or a mistake the tests miss"
+    )
+
+
+def test_infinite_loop_hits_the_timeout_and_grading_goes_on(course):
+    result = course.a1["loop"]
+    assert result.graded, f"the looping submission was not graded: {result.error}"
+    assert result.timed_out_cells == ["a1_var_answer"], (
+        f"expected one timeout, in the cell with the loop; got {result.timed_out_cells} "
+        f"(per-cell timeout {A1_TIMEOUT} s)"
+    )
+
+
+def test_edited_locked_cells_are_restored_and_flagged(course):
+    assert course.a1["tampered"].edited_locked_cells == ["a1_sf_test_baseline", "a1_sf_test_unbiased"], (
+        "the two edited test cells should be reported (and restored, which the lost points above show)"
+    )
+    falsely_flagged = {
+        s: r.edited_locked_cells for s, r in course.a1.items() if s != "tampered" and r.edited_locked_cells
+    }
+    assert not falsely_flagged, (
+        f"submissions that edited nothing were flagged: {falsely_flagged}; the hidden-test checksum "
+        "false alarm (nbgrader issue #1961) is back"
+    )
+
+
+def test_dead_kernel_fails_that_submission_and_the_others_are_graded(course):
+    assert course.a2_exit_code == 1, "grade should exit 1 when a submission could not be graded"
+    assert re.search(r"dies / a2_vae: the kernel died", course.a2_stderr), (
+        f"the summary should name the failed submission and why, got:\n{course.a2_stderr}"
+    )
+    graded = {p.name for p in (course.root / "grading" / "autograded").iterdir() if (p / A2).is_dir()}
+    assert graded == set(SUBMISSIONS[A2]) - {"dies"}, f"graded a2 submissions: {sorted(graded)}"
+
+
+def _hidden_lines(root: Path, assignment: str) -> set[str]:
+    """Stripped lines of every hidden test block that appear nowhere in the student version."""
+    released = "\n".join(cell.source for cell in _notebook(root, "assignments", assignment).cells)
+    visible = {line.strip() for line in released.splitlines()}
+    lines = set()
+    for cell in _notebook(root, "solutions", assignment).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+                inside = "BEGIN" in line
+                lines.add(line.strip())
+            elif inside and line.strip() and line.strip() not in visible:
+                lines.add(line.strip())
+    return lines
+
+
+def _html_lines(path: Path) -> set[str]:
+    """The stripped text lines of an HTML page (tags removed, entities decoded): code keeps its lines."""
+    return {line.strip() for line in html.unescape(re.sub(r"<[^>]+>", "", path.read_text())).splitlines()}
+
+
+@pytest.mark.parametrize("assignment", [A1, A2])
+def test_feedback_shows_no_line_of_any_hidden_test(course, assignment):
+    hidden = _hidden_lines(course.root, assignment)
+    visible_test = next(
+        line.strip()
+        for cell in _notebook(course.root, "assignments", assignment).cells
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    feedback = sorted((course.root / "grading" / "feedback").glob(f"*/{assignment}/{assignment}.html"))
+    assert len(feedback) >= 5, f"expected feedback for every graded {assignment} submission, found {feedback}"
+    for path in feedback:
+        lines = _html_lines(path)
+        assert visible_test in lines, (
+            f"{path}: the visible tests should be in the feedback (text extraction broken?)"
+        )
+        leaked = sorted(hidden & lines)
+        assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
+
+
+def test_grades_csv_has_a_row_per_submission(course):
+    with open(course.root / "grading" / "grades.csv", newline="") as fh:
+        rows = {(r["assignment"], r["student_id"]): float(r["score"]) for r in csv.DictReader(fh)}
+    expected = {(a, s) for a, students in SUBMISSIONS.items() for s in students}
+    assert expected <= set(rows), f"missing rows in grades.csv: {sorted(expected - set(rows))}"
+    assert rows[(A1, "solved")] == rows[(A2, "solved")] == 26.0, (
+        f"auto-graded scores of the solutions: {rows}"
+    )
+
+
+def test_validate_command_exits_non_zero_when_a_test_fails(course, capsys):
+    path = course.root / "grading" / "submitted" / "untouched" / A1 / f"{A1}.ipynb"
+    assert grading.main(["validate", str(path)]) == 1, (
+        "validate should exit 1 on the untouched student version"
+    )
+    out = capsys.readouterr().out
+    assert "TEST CELL(S) FAIL" in out and "NotImplementedError" in out, f"validate printed:\n{out}"
+
+
+def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    shutil.copy(ROOT / grading.CONFIG_FILE, root)
+    download = tmp_path / "download"
+    download.mkdir()
+    for name in (
+        "alice_a1_estimators.ipynb",
+        "bob.smith_a2_vae-2.ipynb",
+        "carol smith_a1_estimators.ipynb",
+        "notes.ipynb",
+    ):
+        (download / name).write_text("{}")
+    written, skipped = grading.collect(download, root=root)
+    submitted = root / "grading" / "submitted"
+    assert written == [submitted / "alice" / A1 / f"{A1}.ipynb", submitted / "bob.smith" / A2 / f"{A2}.ipynb"]
+    assert (submitted / "alice" / A1 / "timestamp.txt").read_text().strip(), (
+        "collect should record a timestamp"
+    )
+    assert [line.split(":")[0] for line in skipped] == ["carol smith_a1_estimators.ipynb", "notes.ipynb"]
