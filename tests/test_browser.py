@@ -1,5 +1,6 @@
-"""End to end in JupyterLab: a lecture runs in FAST mode and its widget responds to the mouse;
-an assignment shows nbgrader's Validate button, and the student set-up hides instructor panels.
+"""End to end in JupyterLab: a lecture runs in FAST mode and its widget responds to the mouse, and
+opens as a RISE slideshow; in the student set-up an assignment keeps nbgrader's working Validate
+button while the instructor panels are hidden (and the instructor set-up shows them).
 
 JupyterLab runs from this environment over a temporary copy of lectures/ and assignments/, so the
 browser never writes outputs into the working tree. Kernels inherit DIGM_FAST=1 and DIGM_DATA_DIR
