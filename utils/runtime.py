@@ -29,7 +29,8 @@ _FALSE = {"", "0", "false", "no", "off"}
 _KNOWN_DEVICES = ("cpu", "cuda", "mps")
 
 
-def _flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """Read a yes/no environment variable; anything but 1/0/true/false/yes/no/on/off is an error."""
     value = os.environ.get(name, "").strip().lower()
     if value in _TRUE:
         return True
@@ -40,7 +41,7 @@ def _flag(name: str) -> bool:
 
 def is_fast() -> bool:
     """True when ``DIGM_FAST`` is set to 1: notebooks shrink data and steps to run in about a minute."""
-    return _flag("DIGM_FAST")
+    return env_flag("DIGM_FAST")
 
 
 def fast_or(full: T, fast: T) -> T:

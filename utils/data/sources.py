@@ -50,6 +50,7 @@ from utils.data.errors import (
     DatasetNotFoundError,
     DownloadError,
 )
+from utils.runtime import env_flag
 
 T = TypeVar("T")
 
@@ -63,18 +64,6 @@ STALE_PART_AGE_S = 24 * 3600.0  # a .part older than this is garbage even if its
 CACHE_FILE_MODE = 0o644
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-def env_flag(name: str) -> bool:
-    """Read a yes/no environment variable; anything other than 1/0/true/false/yes/no/on/off is an error."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name}={value!r} is not a yes/no value; set it to 1 or 0.")
 
 
 def data_dir() -> Path | None:
