@@ -52,7 +52,7 @@ grade: $(STAMP)
 	$(PY) -m utils.grading grade
 
 slides: $(STAMP)
-	$(PY) -m utils.slides
+	$(PY) -m utils.slides $(ARGS)
 
 benchmark: $(STAMP)
 	$(PY) tests/benchmarks/bench_trainer.py $(ARGS)
