@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -401,3 +402,246 @@ def test_eval_data_on_another_device_fails_before_training():
 def test_a_fractional_batch_size_is_a_clear_error():
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 16.0"):
         quiet_fit(TinyVAE(), toy_data(32), steps=1, batch_size=16.0)
+
+
+# --- learning-rate schedules -------------------------------------------------------------------
+
+
+class RecordsLr(Regression):
+    """Least squares that remembers the optimizer's learning rate at every loss() call (one per update)."""
+
+    def __init__(self):
+        super().__init__()
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        self.seen: list[float] = []
+
+    def loss(self, batch):
+        self.seen.append(float(self.optimizer.param_groups[0]["lr"]))
+        return super().loss(batch)
+
+
+def regression_data(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, 4, generator=g)
+    return x, x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+
+def test_step_schedule_changes_the_lr_at_its_boundaries():
+    model = RecordsLr()
+    quiet_fit(
+        model,
+        regression_data(),
+        steps=7,
+        batch_size=10,
+        optimizer=model.optimizer,
+        lr_schedule=[(3, 0.1), (5, 0.01), (6, 0.001)],
+    )
+    want = [0.1] * 3 + [0.01] * 2 + [0.001] * 2  # the last rate holds after the last boundary
+    assert model.seen == want, (
+        f"rates per update {model.seen}; expected {want} (stage i ends before step until_i)"
+    )
+
+
+def test_epoch_schedule_counts_epochs_when_epochs_are_given():
+    model = RecordsLr()
+    quiet_fit(
+        model,
+        regression_data(40),
+        epochs=3,
+        batch_size=10,
+        optimizer=model.optimizer,
+        lr_schedule=[(2, 0.1), (3, 0.01)],
+    )  # 4 updates per epoch
+    assert model.seen == [0.1] * 8 + [0.01] * 4, f"rates per update {model.seen}: boundaries should be epochs"
+
+
+def test_callable_schedule_gets_the_step_index():
+    model = RecordsLr()
+    quiet_fit(
+        model,
+        regression_data(),
+        steps=5,
+        batch_size=10,
+        optimizer=model.optimizer,
+        lr_schedule=lambda step: 0.1 / (1 + step),
+    )
+    want = [0.1 / (1 + s) for s in range(5)]
+    assert model.seen == pytest.approx(want), (
+        f"rates {model.seen}; the function gets the 0-based update index"
+    )
+
+
+def test_schedule_is_logged_as_lr():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history = quiet_fit(
+        Regression(),
+        regression_data(),
+        steps=6,
+        batch_size=10,
+        log_every=2,
+        lr_schedule=[(3, 0.1), (6, 0.01)],
+    )
+    assert history["lr"] == [0.1, 0.01, 0.01], (
+        f"logged {history['lr']}: the rate of the last update of each window"
+    )
+    assert "lr" not in [line.get_label() for line in history.plot().get_lines()], (
+        "lr does not belong on a loss plot"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ([(5, 0.1), (5, 0.01)], "strictly increasing"),
+        ([(5, 0.1), (3, 0.01)], "strictly increasing"),
+        ([(0, 0.1)], "positive"),
+        ([(5, -0.1)], "non-negative"),
+        ([(5, float("nan"))], "finite"),
+        ([], "non-empty"),
+        ([(5,)], "pair of numbers"),
+        (0.1, "non-empty list"),
+    ],
+)
+def test_bad_schedules_are_refused_before_training(schedule, problem):
+    model = Regression()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=problem) as info:
+        quiet_fit(model, regression_data(), steps=3, batch_size=10, lr_schedule=schedule)
+    message = str(info.value)
+    assert message.endswith(".") and not re.search(r"\.\s+[A-Z]", message), f"not one sentence: {message}"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "trained before the check"
+
+
+def test_a_schedule_function_returning_a_negative_rate_is_named():
+    with pytest.raises(ValueError, match=r"lr_schedule\(2\) returned -0.5"):
+        quiet_fit(
+            Regression(),
+            regression_data(),
+            steps=4,
+            batch_size=10,
+            lr_schedule=lambda step: 0.1 if step < 2 else -0.5,
+        )
+
+
+def test_a_schedule_with_several_optimizers_is_refused():
+    model = TwoPlayers()
+    opts = {"critic": torch.optim.SGD([model.critic], lr=0.2), "gen": torch.optim.SGD([model.gen], lr=0.2)}
+    with pytest.raises(ValueError, match="training_step"):
+        quiet_fit(model, torch.randn(64), steps=2, optimizer=opts, lr_schedule=[(1, 0.1)])
+
+
+def test_resume_mid_schedule_continues_in_the_right_stage(tmp_path):
+    schedule = [(4, 0.1), (8, 0.02), (12, 0.005)]
+    torch.manual_seed(0)
+    whole = RecordsLr()
+    quiet_fit(
+        whole,
+        regression_data(),
+        steps=12,
+        batch_size=10,
+        optimizer=whole.optimizer,
+        lr_schedule=schedule,
+        generator=1,
+    )
+    path = tmp_path / "sched.pt"
+    torch.manual_seed(0)
+    first = RecordsLr()
+    quiet_fit(
+        first,
+        regression_data(),
+        steps=6,
+        batch_size=10,
+        optimizer=first.optimizer,
+        lr_schedule=schedule,
+        generator=1,
+        checkpoint=path,
+        log_every=1,
+    )
+    torch.manual_seed(99)  # another init: the parameters must come from the checkpoint
+    resumed = RecordsLr()
+    history = quiet_fit(
+        resumed,
+        regression_data(),
+        steps=12,
+        batch_size=10,
+        optimizer=resumed.optimizer,
+        lr_schedule=schedule,
+        generator=1,
+        checkpoint=path,
+        log_every=1,
+    )
+    assert resumed.seen == whole.seen[6:], (
+        f"rates after resuming at step 6: {resumed.seen}, expected {whole.seen[6:]}"
+    )
+    assert history["lr"] == whole.seen, "the resumed history should hold the rate of every update"
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b), "6 + 6 steps with resume should give the same parameters as 12 in one run"
+
+
+def test_a_tensor_lr_is_filled_in_place_and_checkpointed_as_a_number(tmp_path):
+    model = Regression()
+    rate = torch.tensor(0.1)  # as fit makes it for CUDA graphs: the captured kernel reads this memory
+    opt = torch.optim.Adam(model.parameters(), lr=rate)
+    quiet_fit(
+        model,
+        regression_data(),
+        steps=4,
+        batch_size=10,
+        optimizer=opt,
+        lr_schedule=[(2, 0.1), (4, 0.03)],
+        checkpoint=tmp_path / "t.pt",
+    )
+    assert opt.param_groups[0]["lr"] is rate, "a tensor rate must be updated in place, not replaced"
+    assert rate.item() == pytest.approx(0.03), (
+        f"the tensor holds {rate.item()}, expected the last stage's 0.03"
+    )
+    saved = torch.load(tmp_path / "t.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"]
+    assert isinstance(saved, float) and saved == pytest.approx(0.03), f"checkpointed rate {saved!r}"
+
+
+@CUDA
+def test_graph_mode_reads_the_scheduled_lr_on_every_replay():
+    x = torch.randn(256, 4, device="cuda")
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0], device="cuda")
+
+    def run(**kwargs) -> tuple[torch.Tensor, train.History, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = Regression().cuda()
+        opt = train.adam(model, lr=1e-2)
+        history = quiet_fit(model, (x, y), batch_size=32, speed="graph", generator=5, optimizer=opt, **kwargs)
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), history, opt
+
+    four, _, _ = run(steps=4)
+    frozen, history, opt = run(steps=8, lr_schedule=[(4, 1e-2), (8, 0.0)])
+    assert history.speed == "graph", f"fell back: {history.notes}"
+    moved = (four - frozen).abs().max().item()
+    assert moved < 1e-6, (
+        f"with lr = 0 from step 4 the replays still moved the parameters by {moved}: rate baked in"
+    )
+    assert history["lr"][-1] == 0.0, f"logged rates {history['lr']}"
+    assert isinstance(opt.param_groups[0]["lr"], float), "fit should hand back a float rate"
+
+
+@CUDA
+def test_graph_mode_schedule_matches_eager():
+    x = torch.randn(256, 4, device="cuda")
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0], device="cuda")
+    results = {}
+    for speed in ("eager", "graph"):
+        torch.manual_seed(0)
+        model = Regression().cuda()
+        quiet_fit(
+            model,
+            (x, y),
+            steps=12,
+            batch_size=32,
+            speed=speed,
+            generator=5,
+            optimizer=train.adam(model),
+            lr_schedule=lambda step: 1e-2 * 0.7**step,
+        )
+        results[speed] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gap = (results["eager"] - results["graph"]).abs().max().item()
+    assert gap < 1e-5, f"graph and eager differ by {gap} under the same schedule"

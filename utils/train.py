@@ -22,13 +22,15 @@ checkpoint path is an error before the first step.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
+import numbers
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +80,10 @@ class History:
     """What one ``fit`` logged: per-log-point means of every ``loss()`` entry, and eval results.
 
     ``history["loss"]`` is the list of means (one per log point, at ``history.steps``);
-    ``history["eval_loss"]`` the eval results (at ``history.eval_steps``). ``speed`` is the mode that
-    actually ran (after any fallback) and ``notes`` says why it differs from the one asked for.
+    ``history["eval_loss"]`` the eval results (at ``history.eval_steps``); with an ``lr_schedule``,
+    ``history["lr"]`` is the learning rate of the last update before each log point. ``speed`` is
+    the mode that actually ran (after any fallback) and ``notes`` says why it differs from the one
+    asked for.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -170,10 +174,16 @@ class History:
         return history
 
     def plot(self, keys: list[str] | None = None, ax: Any = None) -> Any:
-        """Training curves against the step (eval results as points); returns the matplotlib Axes."""
+        """Training curves against the step (eval results as points); returns the matplotlib Axes.
+
+        By default every logged key except ``"lr"``, whose scale has nothing in common with a loss's
+        (draw it on its own with ``history.plot(["lr"])``).
+        """
         from utils.viz import plot_curves  # here, so that training never needs matplotlib
 
-        return plot_curves(self, keys=keys if keys is not None else self.keys(), ax=ax)
+        return plot_curves(
+            self, keys=keys if keys is not None else [k for k in self.keys() if k != "lr"], ax=ax
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,8 +195,14 @@ def _optimizer_state(optimizer: Any) -> Any:
     if optimizer is None:
         return None
     if isinstance(optimizer, Mapping):
-        return {name: opt.state_dict() for name, opt in optimizer.items()}
-    return optimizer.state_dict()
+        return {name: _optimizer_state(opt) for name, opt in optimizer.items()}
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:  # copies: the optimizer's own groups are not touched
+        if isinstance(group.get("lr"), torch.Tensor):
+            # A device tensor rate (lr_schedule under CUDA graphs) is stored as the number it holds,
+            # so the checkpoint loads anywhere and a float-rate optimizer takes it unchanged.
+            group["lr"] = group["lr"].item()
+    return state
 
 
 def save_checkpoint(
@@ -727,6 +743,118 @@ def evaluate(model: nn.Module, data: Any, batch_size: int = 1024) -> dict[str, f
 
 
 # --------------------------------------------------------------------------------------------------
+# Learning-rate schedules
+# --------------------------------------------------------------------------------------------------
+
+LrSchedule = Sequence[tuple[float, float]] | Callable[[int], float]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class _Schedule:
+    """The learning rate as a function of the step: ``lr_at(step)`` for the update with 0-based index
+    ``step`` (the number of updates already taken).
+
+    Stages ``[(until_1, lr_1), (until_2, lr_2), ...]``: ``lr_1`` for the updates before ``until_1``,
+    ``lr_2`` for those before ``until_2``, ..., and the last rate after the last boundary. Boundaries
+    count epochs (``per_epoch`` updates each) or updates (``per_epoch=None``).
+    """
+
+    def __init__(self, schedule: LrSchedule, per_epoch: int | None):
+        self.fn: Callable[[int], float] | None = None
+        if callable(schedule):
+            self.fn = schedule
+            return
+        self.bounds, self.rates = self._check_stages(schedule, "epoch" if per_epoch else "step")
+        if per_epoch:
+            self.bounds = [until * per_epoch for until in self.bounds]
+
+    @staticmethod
+    def _check_stages(schedule: Any, unit: str) -> tuple[list[float], list[float]]:
+        example = f"e.g. lr_schedule=[(10, 1e-3), (15, 3e-4)] for 1e-3 until {unit} 10, then 3e-4"
+        if isinstance(schedule, str | bytes) or not isinstance(schedule, Sequence) or not schedule:
+            raise ValueError(
+                f"lr_schedule must be a non-empty list of (until_{unit}, lr) pairs or a function step -> lr, "
+                f"got {schedule!r}; {example}."
+            )
+        pairs = [tuple(s) if isinstance(s, Sequence) and not isinstance(s, str) else (s,) for s in schedule]
+        bad = next((p for p in pairs if len(p) != 2 or not all(_is_number(v) for v in p)), None)
+        if bad is not None:
+            raise ValueError(
+                f"lr_schedule entry {bad!r} is not an (until_{unit}, lr) pair of numbers; {example}."
+            )
+        bounds, rates = [float(u) for u, _ in pairs], [float(r) for _, r in pairs]
+        if bounds[0] <= 0 or any(b <= a for a, b in zip(bounds, bounds[1:])):
+            raise ValueError(
+                f"lr_schedule boundaries must be positive and strictly increasing {unit} counts (each stage "
+                f"lasts until its boundary), got {[u for u, _ in pairs]}; {example}."
+            )
+        wrong = next((r for r in rates if not (math.isfinite(r) and r >= 0)), None)
+        if wrong is not None:
+            raise ValueError(
+                f"lr_schedule holds the learning rate {wrong}; learning rates must be finite and non-negative."
+            )
+        return bounds, rates
+
+    def lr_at(self, step: int) -> float:
+        if self.fn is None:
+            stage = bisect.bisect_right(self.bounds, step)
+            return self.rates[min(stage, len(self.rates) - 1)]
+        value = self.fn(step)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if not _is_number(value) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"lr_schedule({step}) returned {value!r}; the function must return a finite, "
+                "non-negative learning rate (a float) for every step."
+            )
+        return float(value)
+
+
+class _ScheduledLr:
+    """Writes the scheduled learning rate into every param group of the optimizer before each step.
+
+    Under CUDA-graph replay the rate must live in device memory that the captured fused Adam kernel
+    reads: a float would be baked into the graph at capture. So with ``in_place`` each group's rate
+    becomes a one-element float32 tensor on the device (PyTorch's Adam accepts a tensor lr when it is
+    fused or capturable; see the ``lr`` argument in ``torch/optim/adam.py``), updated with ``fill_``
+    between replays, on the same stream, outside the graph. Otherwise the rate is a plain float
+    (a tensor rate the user put there is filled in place too). Writes happen only when the value
+    changes, so a stage costs one tiny kernel, not one per step.
+    """
+
+    def __init__(self, schedule: _Schedule, optimizer: torch.optim.Optimizer, in_place: bool, device):
+        self.schedule = schedule
+        self.groups = optimizer.param_groups
+        self.converted = False
+        if in_place:
+            for group in self.groups:
+                if not (isinstance(group["lr"], torch.Tensor) and group["lr"].device == device):
+                    group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+                    self.converted = True
+        self.current: float | None = None
+
+    def apply(self, step: int) -> None:
+        value = self.schedule.lr_at(step)
+        if value == self.current:
+            return
+        for group in self.groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+        self.current = value
+
+    def release(self) -> None:
+        """Give back plain float rates where this object made tensors (the last value stays)."""
+        if self.converted and self.current is not None:
+            for group in self.groups:
+                group["lr"] = self.current
+
+
+# --------------------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------------------
 
@@ -854,6 +982,7 @@ def fit(
     steps: int | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
+    lr_schedule: LrSchedule | None = None,
     optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None = None,
     eval_data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     eval_every: int | None = None,
@@ -873,6 +1002,14 @@ def fit(
         Each batch reaches ``model.loss`` as a tensor (single tensor data) or as a tuple.
     epochs / steps: how long; ``steps`` counts updates. Both are totals: with a checkpoint that is
         resumed, training continues up to them. If both are given the shorter wins.
+    lr_schedule: the learning rate by stages, ``[(until_1, lr_1), (until_2, lr_2), ...]``: ``lr_1``
+        until ``until_1``, then ``lr_2`` until ``until_2``, ..., and the last rate after that. The
+        boundaries count epochs when ``epochs=`` is given, else steps (updates), from the start of
+        training (a resumed run continues in the right stage), e.g. ``epochs=12,
+        lr_schedule=[(10, 2e-3), (12, 5e-4)]``. Or a function ``step -> lr`` of the 0-based update
+        index. Written into every param group of the optimizer before each update (it overrides
+        ``lr``, and the optimizer keeps the last rate afterwards); logged as ``history["lr"]``.
+        Works with every speed: under CUDA graphs the rate lives in a device tensor updated in place.
     optimizer: default ``adam(model, lr)`` (fused and capturable on CUDA). For several players
         (GANs) pass a dict ``{"gen": opt_g, "disc": opt_d}``; the model must then define
         ``training_step(batch, optimizers) -> dict`` that zeroes, backpropagates and steps each
@@ -928,6 +1065,10 @@ def fit(
             )
         if grad_clip is not None:
             raise ValueError("grad_clip applies to fit's own step; with training_step, clip inside the hook.")
+        if lr_schedule is not None:
+            raise ValueError(
+                "lr_schedule sets the rate of fit's one optimizer; with several, change their rates in training_step."
+            )
     elif not callable(getattr(model, "loss", None)):
         raise ModelContractError(
             f"{type(model).__name__} has no loss(batch) method; the training loop needs one that returns "
@@ -940,6 +1081,9 @@ def fit(
     plan = _plan(
         tensors[0].shape[0], epochs, steps, batch_size, mode, log_every, eval_every, checkpoint_every
     )
+    schedule = None
+    if lr_schedule is not None:
+        schedule = _Schedule(lr_schedule, plan.per_epoch if epochs is not None else None)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None:
         _writable_folder(ckpt)  # fail now, not after an hour of training
@@ -964,6 +1108,8 @@ def fit(
 
     meter = _Meter(device)
     meter.reset(step0)
+    # After the checkpoint is loaded (it replaces the param groups) and before the graph is captured.
+    rates = None if schedule is None else _ScheduledLr(schedule, optimizer, mode == "graph", device)
     stepper = _build_stepper(mode, model, optimizer, meter, single, grad_clip)
     model.train()
     start = time.perf_counter()
@@ -975,10 +1121,17 @@ def fit(
         extra = {"data_seed": seed, "history": history.to_dict(), "rng": _rng_state()}
         save_checkpoint(ckpt, model, optimizer, step, extra)
 
+    def current_lr() -> float:
+        if rates is not None and rates.current is not None:
+            return rates.current
+        return lr if isinstance(optimizer, Mapping) else float(optimizer.param_groups[0]["lr"])
+
     def flush(step: int) -> None:
         means, bad = meter.read()
         if bad is not None:
-            raise _non_finite(bad, lr, grad_clip, ckpt, history)
+            raise _non_finite(bad, current_lr(), grad_clip, ckpt, history)
+        if rates is not None:
+            means["lr"] = current_lr()
         history.log(step, step / plan.per_epoch, elapsed(), means)
         progress_.logged(history)
 
@@ -992,6 +1145,8 @@ def fit(
                     continue
                 if step >= plan.total:
                     break
+                if rates is not None:
+                    rates.apply(step)  # outside any graph, before the update it is for
                 stepper = _take_step(stepper, batch, step, history)
                 step += 1
                 pending = True
@@ -1020,6 +1175,8 @@ def fit(
             for opt in _optimizers(optimizer):
                 opt.zero_grad(set_to_none=True)
             del stepper.graph
+        if rates is not None:
+            rates.release()
     if progress and history.values:
         progress_.say(_summary(history, step - step0))
     return history
