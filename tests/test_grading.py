@@ -324,3 +324,19 @@ def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
         "collect should record a timestamp"
     )
     assert [line.split(":")[0] for line in skipped] == ["carol smith_a1_estimators.ipynb", "notes.ipynb"]
+
+
+def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
+    from nbgrader.api import Gradebook
+
+    cfg = grading.course_config(course.root)
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:  # what the formgrader does when a TA grades
+        for grade in gb.find_submission(A1, "missing_sum").notebooks[0].grades:
+            if grade.name.endswith("_written"):
+                grade.manual_score = grade.max_score
+        gb.db.commit()
+    (result,) = grading.grade([A1], root=course.root, students=["missing_sum"], echo=False)
+    assert result.score == 24 + 9 and "by hand" not in result.notes, f"after manual grading: {result}"
+    with open(course.root / "grading" / "grades.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if (r["assignment"], r["student_id"]) == (A1, "missing_sum"))
+    assert float(row["score"]) == 33.0, f"grades.csv should include the manual points: {row}"

@@ -40,7 +40,6 @@ from traitlets.config.loader import PyFileConfigLoader
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = "nbgrader_config.py"
-EDITED_LOCKED = "EDITED LOCKED CELL"
 TIMEOUT_ENAME = "CellTimeoutError"
 
 # nbgrader cell metadata that changes from run to run or carries no meaning for the student version.
@@ -92,15 +91,25 @@ def _is_overwrite(preprocessor: type) -> bool:
     return preprocessor is OverwriteCells
 
 
+def released_source(source: str) -> str:
+    """A locked cell's source as students got it: the gradebook keeps its hidden tests, the release not."""
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    cell = nbformat.from_dict({"source": source, "metadata": {}})
+    ClearHiddenTests()._remove_hidden_test_region(cell)
+    return cell.source
+
+
 def _restore_locked_cells_class() -> type:
     """nbgrader's OverwriteCells without its false alarm on hidden tests (nbgrader issue #1961).
 
     The gradebook stores each locked cell with its hidden tests, students see it without them, so
-    nbgrader reports every such cell as edited. A cell whose source equals the released source is
-    restored silently; any other edit is restored too and logged as ``EDITED LOCKED CELL: <id>``.
+    nbgrader warns that every such cell was edited. A cell whose source is the released one gets its
+    hidden tests back silently; any other edit is overwritten from the gradebook with nbgrader's warning
+    (``edited_locked_cells`` reports those cells by name).
     """
     from nbgrader.api import MissingEntry
-    from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
+    from nbgrader.preprocessors import OverwriteCells
 
     class RestoreLockedCells(OverwriteCells):
         def preprocess_cell(self, cell, resources, cell_index):
@@ -112,18 +121,38 @@ def _restore_locked_cells_class() -> type:
                     )
                 except MissingEntry:
                     source_cell = None
-                if source_cell is not None and source_cell.locked:
-                    released = nbformat.from_dict({"source": source_cell.source, "metadata": {}})
-                    ClearHiddenTests(parent=self)._remove_hidden_test_region(released)
-                    if cell.source == released.source:
-                        cell.source = source_cell.source
-                    elif cell.source != source_cell.source:
-                        self.log.warning(
-                            "%s: %s (restored from the source before grading)", EDITED_LOCKED, grade_id
-                        )
+                if (
+                    source_cell is not None
+                    and source_cell.locked
+                    and cell.source == released_source(source_cell.source)
+                ):
+                    cell.source = source_cell.source
             return super().preprocess_cell(cell, resources, cell_index)
 
     return RestoreLockedCells
+
+
+def edited_locked_cells(cfg: Config, assignment: str, notebook: Path) -> tuple[list[str], list[str]]:
+    """(edited, deleted): ids of locked cells of a submission that differ from the release or are gone.
+
+    Grading restores edited cells from the gradebook, so this is for the instructor's attention only.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        source_cells = gb.find_notebook(assignment, assignment).source_cells
+        locked = {c.name: c.source for c in source_cells if c.locked}
+    submitted = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nbformat.read(notebook, as_version=4).cells
+        if "grade_id" in c.metadata.get("nbgrader", {})
+    }
+    edited = [
+        name
+        for name, source in locked.items()
+        if name in submitted and submitted[name] != released_source(source)
+    ]
+    return sorted(edited), sorted(set(locked) - set(submitted))
 
 
 def _api(cfg: Config):
@@ -280,6 +309,7 @@ class SubmissionResult:
     needs_manual_grade: bool = False
     cell_scores: dict[str, float | None] = field(default_factory=dict)
     edited_locked_cells: list[str] = field(default_factory=list)
+    deleted_locked_cells: list[str] = field(default_factory=list)
     timed_out_cells: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -292,6 +322,8 @@ class SubmissionResult:
             parts.append(f"timeout in {', '.join(self.timed_out_cells)}")
         if self.edited_locked_cells:
             parts.append(f"edited locked cells (restored): {', '.join(self.edited_locked_cells)}")
+        if self.deleted_locked_cells:
+            parts.append(f"deleted locked cells: {', '.join(self.deleted_locked_cells)}")
         pending = [k for k, v in self.cell_scores.items() if v is None]
         if pending and self.graded:
             parts.append(f"to grade by hand: {', '.join(pending)}")
@@ -350,7 +382,7 @@ def _read_result(cfg: Config, assignment: str, student: str, result: SubmissionR
                 result.cell_scores[grade.name] = None if value is None else float(value)
 
 
-def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool = True) -> SubmissionResult:
+def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool = False) -> SubmissionResult:
     """Autograde one submission and write its feedback; a crash is recorded, never raised."""
     api = _api(cfg)
     result = SubmissionResult(student=student, assignment=assignment, graded=False)
@@ -364,7 +396,7 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
         warnings.filterwarnings("ignore", message=".*not in session.*")
         outcome = api.autograde(assignment, student, force=force)
     log = outcome.get("log") or ""
-    result.edited_locked_cells = sorted(set(re.findall(rf"{EDITED_LOCKED}: (\S+)", log)))
+    result.edited_locked_cells, result.deleted_locked_cells = edited_locked_cells(cfg, assignment, expected)
     autograded = _course_dir(cfg, "autograded") / student / assignment / f"{assignment}.ipynb"
     result.timed_out_cells = _timed_out_cells(autograded)
     if not outcome["success"]:
@@ -446,15 +478,17 @@ def grade(
     *,
     root: str | os.PathLike | None = None,
     students: Sequence[str] | None = None,
-    force: bool = True,
+    force: bool = False,
     timeout: int | None = None,
     echo: bool = True,
 ) -> list[SubmissionResult]:
     """Autograde every submission of ``assignments`` (default: all), write feedback and the CSVs.
 
     The gradebook is first brought in line with ``solutions/`` (nbgrader generate_assignment into a
-    scratch folder, so ``assignments/`` is left alone). A submission that cannot be graded (its
-    kernel died, its cells were tampered with beyond repair) is reported and the others go on.
+    scratch folder, so ``assignments/`` is left alone). Submissions graded before are skipped unless
+    their ``timestamp.txt`` is newer or ``force`` is set (manual grades survive either way); feedback
+    is always rewritten, so it shows manual grades given since. A submission that cannot be graded
+    (its kernel died, its cells were tampered with beyond repair) is reported and the others go on.
     """
     cfg = course_config(root, timeout=timeout)
     ids = _check_ids(assignments, root)
@@ -597,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("assignments", nargs="*")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
-    p.add_argument("--keep", action="store_true", help="skip submissions that are already autograded")
+    p.add_argument("--force", action="store_true", help="autograde again submissions that were graded before")
     p = sub.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     p.add_argument("notebook")
     p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
@@ -614,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "grade":
         results = grade(
-            args.assignments, root=args.root, students=args.student, force=not args.keep, timeout=args.timeout
+            args.assignments, root=args.root, students=args.student, force=args.force, timeout=args.timeout
         )
         failed = [r for r in results if not r.graded]
         if failed:
