@@ -391,6 +391,11 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
         found = sorted(p.name for p in expected.parent.glob("*.ipynb"))
         result.error = f"no {expected.name} in {expected.parent} (found: {', '.join(found) or 'nothing'})"
         return result
+    try:
+        nbformat.read(expected, as_version=4)
+    except Exception as exc:  # a truncated upload, a renamed PDF, ...
+        result.error = f"{expected} is not a readable notebook ({type(exc).__name__}: {exc})"
+        return result
     with warnings.catch_warnings():
         # nbgrader's own session handling after a crashed run; the crash itself is reported below.
         warnings.filterwarnings("ignore", message=".*not in session.*")
@@ -506,7 +511,13 @@ def grade(
             for student in who:
                 if echo:
                     print(f"grading {assignment} / {student} ...", flush=True)
-                results.append(grade_submission(cfg, assignment, student, force=force))
+                try:
+                    results.append(grade_submission(cfg, assignment, student, force=force))
+                except Exception as exc:  # one broken submission must not stop the class's grading
+                    error = f"grading crashed: {type(exc).__name__}: {exc}"
+                    results.append(
+                        SubmissionResult(student=student, assignment=assignment, graded=False, error=error)
+                    )
     grading_dir = _db_path(cfg).parent
     grading_dir.mkdir(parents=True, exist_ok=True)
     if _db_path(cfg).exists():
