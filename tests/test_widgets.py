@@ -132,6 +132,30 @@ def test_example_picker_encodes_the_example(decode, encode, examples):
     assert np.allclose(explorer.last_image, expected_image(decode, mean), atol=1e-6)
 
 
+def test_example_image_holds_a_valid_png_before_any_example_is_picked(decode, encode, examples):
+    image_module = pytest.importorskip("PIL.Image")
+    explorer = W.LatentExplorer(decode, LATENT, encode=encode, examples=examples, scale=3)
+    assert explorer.example_picker.value is None and explorer.last_example is None, "no example picked yet"
+    assert explorer.example_picker.label == "choose…", "the picker should say 'choose…', not show a blank box"
+    data = explorer.example_image.value
+    assert data, "the example image is empty, which a browser shows as a broken-image icon"
+    picture = image_module.open(io.BytesIO(data))
+    picture.load()  # raises on a truncated or corrupt PNG
+    assert picture.size == png_size(explorer.image.value) == (84, 84), (
+        f"the placeholder is {picture.size}; it should be as large as the decode (84x84 at scale 3)"
+    )
+
+
+def test_images_are_laid_out_at_their_own_pixel_size(decode_2d):
+    explorer = W.LatentExplorer(decode_2d, 2, map_size=5, scale=3)
+    for name, image in (("decode", explorer.image), ("latent map", explorer.map_widget)):
+        width, height = png_size(image.value)
+        shown = (image.layout.width, image.layout.height)
+        assert shown == (f"{width}px", f"{height}px"), (
+            f"the {name} image is laid out as {shown} but its PNG is {width}x{height}: it would be stretched"
+        )
+
+
 def test_examples_need_an_encoder(decode, examples):
     with pytest.raises(ValueError, match="encode="):
         W.LatentExplorer(decode, LATENT, examples=examples)

@@ -47,6 +47,8 @@ Encode = Callable[[torch.Tensor], Any]
 _SMOOTH_SECONDS = 0.05
 _MARK_RGB = (1.0, 0.15, 0.1)
 _FEW_LATENTS = 16  # decodes of at most this many latents run on one CPU thread
+_CONTROLS_WIDTH = "330px"  # the sliders and dropdowns are 320 px wide
+_PLACEHOLDER_GREY = 0.93  # the example panel before an example is picked: a blank, light square
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +267,30 @@ def _float_slider(description: str, r: float, step: float, value: float = 0.0) -
     )
 
 
+def _column(children: Sequence[widgets.Widget], width: str | None = None) -> widgets.VBox:
+    """A column that keeps its natural (or given) width and leaves a gap to its right.
+
+    ipywidgets boxes are flex items with ``overflow: auto``, so a row that is too narrow squeezes
+    them below their content's width and their contents overlap the next column (slider readouts ran
+    into the example image in JupyterLab). ``flex: 0 0 auto`` forbids the squeeze; the row wraps
+    instead (see :func:`_row`). ``align_items`` keeps images at their own size instead of
+    stretching them to the column's width.
+    """
+    layout = widgets.Layout(flex="0 0 auto", width=width, margin="0 16px 8px 0", align_items="flex-start")
+    return widgets.VBox(list(children), layout=layout)
+
+
+def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
+    """Columns side by side, wrapping onto a new line where the notebook is too narrow for them."""
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
+
+
+def _image_widget(height: int, width: int, value: bytes | None = None) -> widgets.Image:
+    """A PNG Image widget shown at ``width x height`` CSS pixels (the PNG's own size), whatever the box."""
+    layout = widgets.Layout(width=f"{width}px", height=f"{height}px", object_fit="contain")
+    return widgets.Image(value=value if value is not None else b"", format="png", layout=layout)
+
+
 class _Displayable:
     """Display ``self.widget`` when the object is the last expression of a cell or passed to display()."""
 
@@ -430,8 +456,9 @@ class LatentExplorer(_Displayable):
         self.random_button.on_click(
             lambda _: self.set_z(torch.randn(self.latent_dim, generator=self._generator))
         )
-        self.image = widgets.Image(format="png")
-        self.status = widgets.Label()
+        self.image = _image_widget(*self._pixels())
+        # HTML, not a Label: a Label never wraps and cuts its text at the column's edge with "…".
+        self.status = widgets.HTML()
         self._examples, self._labels = self._check_examples(examples, labels)
         self.example_picker, self.example_image = self._make_example_picker(max_examples)
         self.map_widget = self._make_latent_map()
@@ -485,12 +512,23 @@ class LatentExplorer(_Displayable):
             for i in range(count)
         ]
         picker = widgets.Dropdown(
-            options=[("choose…", None), *names], value=None, description="example", layout={"width": "320px"}
+            options=[("choose…", None), *names], index=0, description="example", layout={"width": "320px"}
         )
         picker.observe(
             lambda change: None if self._syncing else self.show_example(change["new"]), names="value"
         )
-        return picker, widgets.Image(format="png")
+        # A valid blank PNG until an example is picked: an empty Image shows a broken-image icon.
+        blank = np.full(self._display_shape(), _PLACEHOLDER_GREY, dtype=np.float32)
+        return picker, _image_widget(*self._pixels(), value=png_bytes(blank, self._scale))
+
+    def _display_shape(self) -> tuple[int, ...]:
+        """The shape of a shown image: ``(H, W)`` or ``(H, W, 3)``."""
+        return (*self.image_shape[1:], 3) if len(self.image_shape) == 3 else self.image_shape
+
+    def _pixels(self) -> tuple[int, int]:
+        """(height, width) of the decoded and example PNGs, in pixels."""
+        height, width = self._display_shape()[:2]
+        return height * self._scale, width * self._scale
 
     def _make_latent_map(self) -> widgets.Image | None:
         if self.latent_dim != 2:
@@ -504,9 +542,11 @@ class LatentExplorer(_Displayable):
             device=self._device,
         )
         self._map = _MarkedMap(self.map_image, self._map_size, self._range)
-        return widgets.Image(format="png")
+        return _image_widget(*self.map_image.shape[:2])
 
     def _layout(self) -> widgets.Widget:
+        """Controls, then the example and the decode side by side; a 2-D latent's map sits in a third
+        column and the example and decode go under the controls, so that all fits a notebook's width."""
         controls: list[widgets.Widget] = []
         if self.block is not None:
             controls.append(self.block)
@@ -514,12 +554,13 @@ class LatentExplorer(_Displayable):
         controls.append(widgets.HBox([self.zero_button, self.random_button]))
         if self.example_picker is not None:
             controls.append(self.example_picker)
-        pictures: list[widgets.Widget] = [widgets.VBox([widgets.Label("decode(z)"), self.image, self.status])]
+        pictures = [_column([widgets.Label("decode(z)"), self.image, self.status])]
         if self.example_image is not None:
-            pictures.insert(0, widgets.VBox([widgets.Label("example x"), self.example_image]))
-        if self.map_widget is not None:
-            pictures.append(widgets.VBox([widgets.Label("latent map, z marked"), self.map_widget]))
-        return widgets.HBox([widgets.VBox(controls), *pictures])
+            pictures.insert(0, _column([widgets.Label("example x"), self.example_image]))
+        if self.map_widget is None:
+            return _row([_column(controls, _CONTROLS_WIDTH), *pictures])
+        left = _column([*controls, _row(pictures)], _CONTROLS_WIDTH)
+        return _row([left, _column([widgets.Label("latent map, z marked"), self.map_widget])])
 
     def _time_and_choose_update_mode(self, continuous_update: bool | None) -> None:
         start = time.perf_counter()
@@ -582,7 +623,9 @@ class LatentExplorer(_Displayable):
             self.example_image.value = png_bytes(self.last_example, self._scale)
         if self.example_picker is not None and self.example_picker.value != index:
             self._syncing = True
-            self.example_picker.value = index if index in dict(self.example_picker.options).values() else None
+            # By index: value=None would select nothing, and the picker would show a blank box.
+            values = [value for _, value in self.example_picker.options]
+            self.example_picker.index = values.index(index) if index in values else 0
             self._syncing = False
         self.set_z(z[0])
 
@@ -634,7 +677,7 @@ class LatentExplorer(_Displayable):
         self.last_image = image[0]
         self.image.value = png_bytes(self.last_image, self._scale)
         log_prior = -0.5 * float(self._z.pow(2).sum()) - self.latent_dim * 0.5 * math.log(2 * math.pi)
-        self.status.value = f"|z| = {float(self._z.norm()):.2f}   log N(z; 0, I) = {log_prior:.1f}"
+        self.status.value = f"|z| = {float(self._z.norm()):.2f}<br>log N(z; 0, I) = {log_prior:.1f}"
         if self._map is not None and self.map_widget is not None:
             self.map_widget.value = self._map.png(self._z)
 
