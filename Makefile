@@ -46,10 +46,10 @@ course: $(STAMP)
 	DIGM_REQUIRE_FULL=$${DIGM_REQUIRE_FULL:-1} $(PY) -m utils.course $(ARGS)
 
 release: $(STAMP)
-	$(PY) -m utils.grading release
+	$(PY) -m utils.grading release $(ARGS)
 
 grade: $(STAMP)
-	$(PY) -m utils.grading grade
+	$(PY) -m utils.grading grade $(ARGS)
 
 slides: $(STAMP)
 	$(PY) -m utils.slides $(ARGS)
