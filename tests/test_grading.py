@@ -14,6 +14,7 @@ import copy
 import csv
 import html
 import io
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -324,6 +325,25 @@ def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
         "collect should record a timestamp"
     )
     assert [line.split(":")[0] for line in skipped] == ["carol smith_a1_estimators.ipynb", "notes.ipynb"]
+
+
+def test_collect_files_the_latest_resubmission_whatever_the_name_order(tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    shutil.copy(ROOT / grading.CONFIG_FILE, root)
+    download = tmp_path / "download"
+    download.mkdir()
+    # Name order puts "-10" before "-9" and both before the unnumbered first attempt.
+    for name, attempt in (("dana_a2_vae.ipynb", 0), ("dana_a2_vae-9.ipynb", 9), ("dana_a2_vae-10.ipynb", 10)):
+        (download / name).write_text(json.dumps({"attempt": attempt}))
+    written, _ = grading.collect(download, root=root)
+    assert written == [root / "grading" / "submitted" / "dana" / A2 / f"{A2}.ipynb"], (
+        f"one file per student and assignment expected, got {written}"
+    )
+    filed = json.loads(written[0].read_text())["attempt"]
+    assert filed == 10, (
+        f"collect filed attempt {filed}; the highest -N (here -10) is the student's last submission"
+    )
 
 
 def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
