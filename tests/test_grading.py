@@ -305,6 +305,40 @@ def test_validate_command_exits_non_zero_when_a_test_fails(course, capsys):
     assert "TEST CELL(S) FAIL" in out and "NotImplementedError" in out, f"validate printed:\n{out}"
 
 
+def _one_test_cell_notebook(path: Path, source: str) -> Path:
+    """A notebook holding one 1-point test cell with ``source``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "only_test",
+        "locked": True,
+        "points": 1,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    nb.cells = [cell]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_validate_passes_a_test_cell_that_only_prints_a_warning(tmp_path):
+    # The autograder gives such a cell its points (IgnorePattern), so validate must not call it failed.
+    path = _one_test_cell_notebook(tmp_path / "warns.ipynb", "import warnings\nwarnings.warn('harmless')")
+    results = grading.validate(path)
+    assert results == {}, f"a passing test cell that printed a UserWarning was reported: {results}"
+
+
+def test_validate_still_fails_a_test_cell_that_warns_and_raises(tmp_path):
+    source = "import warnings\nwarnings.warn('harmless')\nassert 1 + 1 == 3, 'wrong sum'"
+    results = grading.validate(_one_test_cell_notebook(tmp_path / "fails.ipynb", source))
+    assert len(results.get("failed", [])) == 1, (
+        f"the failing cell was not reported (are errors filtered with the warnings?): {results}"
+    )
+
+
 def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
     root = tmp_path / "course"
     shutil.copytree(ROOT / "solutions", root / "solutions")

@@ -542,6 +542,7 @@ def validate(notebook: str | os.PathLike, *, timeout: int | None = None) -> dict
     Empty when every test cell passes; otherwise ``failed``, ``changed`` (edited test cells) or
     ``type_changed`` lists the cells concerned.
     """
+    from nbgrader.preprocessors import IgnorePattern
     from nbgrader.validator import Validator
 
     path = Path(notebook)
@@ -549,7 +550,12 @@ def validate(notebook: str | os.PathLike, *, timeout: int | None = None) -> dict
         raise FileNotFoundError(f"No notebook at {path}; give the path of your .ipynb file.")
     cfg = course_config(timeout=timeout)
     cfg.Validator.log_level = "WARN"
-    return Validator(config=cfg).validate(str(path.resolve()))
+    validator = Validator(config=cfg)
+    # The autograder drops stderr warnings (IgnorePattern in nbgrader_config.py) before it scores a
+    # cell; nbgrader's Validator does not, so without this a test cell that passes but prints a
+    # warning would be reported as failing here and still get its points when graded.
+    validator.preprocessors = [*validator.preprocessors, IgnorePattern]
+    return validator.validate(str(path.resolve()))
 
 
 def format_validation(results: dict) -> str:
