@@ -115,6 +115,18 @@ def test_widget_views_become_their_last_drawing():
     )
 
 
+def test_a_lecture_whose_kernel_dies_fails_with_a_slides_error(tmp_path):
+    # build_decks skips a lecture that raises SlidesError and builds the others; a dead kernel
+    # (out of memory) must be one of those, not an exception that ends the whole build.
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell("import os\nos._exit(1)")]
+    path = tmp_path / "dies.ipynb"
+    nbformat.write(notebook, path)
+    with pytest.raises(slides.SlidesError, match="kernel died"):
+        slides.build_deck(path, tmp_path / "out", execute="always", timeout=60)
+
+
 # --------------------------------------------------------------------------------------------
 # The built deck
 

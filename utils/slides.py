@@ -247,7 +247,7 @@ def build_deck(
         raise SlidesError(f"execute={execute!r} is not one of 'auto', 'always', 'never'.")
     notebook = nbformat.read(notebook_path, as_version=4)
     if execute == "always" or (execute == "auto" and not has_outputs(notebook)):
-        from nbclient.exceptions import CellExecutionError, CellTimeoutError
+        from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         try:
             execute_notebook(notebook, notebook_path.resolve().parent, timeout)
@@ -259,6 +259,11 @@ def build_deck(
         except CellTimeoutError:
             raise SlidesError(
                 f"{notebook_path.name}: a cell ran longer than {timeout} s; raise --timeout or use --fast."
+            ) from None
+        except DeadKernelError:  # out of memory, or a cell that ends Python: the other decks still build
+            raise SlidesError(
+                f"{notebook_path.name}: the kernel died while running it (out of memory?); "
+                "try --fast, or run it in JupyterLab to see which cell."
             ) from None
     flatten_widget_outputs(notebook)
     exporter = exporter or make_exporter()
