@@ -24,6 +24,8 @@ from utils.models import (
     reparameterize,
 )
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -92,6 +94,20 @@ def test_log_normal_broadcasts_samples_against_parameters():
     z = torch.randn(4, 5, 3, generator=g)  # [k, B, D]
     expected = torch.stack([log_normal(z[i], mu, logvar) for i in range(4)])
     torch.testing.assert_close(log_normal(z, mu, logvar), expected, msg="[k,B,D] vs [B,D] broadcast wrong")
+
+
+@CUDA
+def test_log_normal_with_number_parameters_can_be_captured_in_a_cuda_graph():
+    x = torch.randn(4, 3, device="cuda")
+    expected = log_normal(x, 0.5, -1.0)  # also the warm-up run before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = log_normal(x, 0.5, -1.0)
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(
+        captured, expected, msg="numbers as mu/logvar must be made on the device, not copied from the host"
+    )
 
 
 def test_bernoulli_log_likelihood_matches_the_explicit_formula():

@@ -111,6 +111,17 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (torch.exp(logvar) + mu.pow(2) - 1.0 - logvar).sum(-1)
 
 
+def _parameter_like(value: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """``value`` as a tensor of ``x``'s dtype on ``x``'s device.
+
+    A Python number is filled in on the device (``torch.full``) rather than copied from the host
+    (``torch.as_tensor``): a host-to-device copy inside a loss makes CUDA graph capture fail.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device=x.device, dtype=x.dtype)
+    return torch.full((), float(value), dtype=x.dtype, device=x.device)
+
+
 def log_normal(
     x: torch.Tensor,
     mu: torch.Tensor | float = 0.0,
@@ -120,8 +131,7 @@ def log_normal(
 
     x, mu, logvar: broadcastable, [..., D] -> [...]. ``logvar`` is the log variance.
     """
-    mu = torch.as_tensor(mu, dtype=x.dtype, device=x.device)
-    logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
+    mu, logvar = _parameter_like(mu, x), _parameter_like(logvar, x)
     # Broadcasting first makes the sum run over the full D even when mu/logvar are scalars.
     x, mu, logvar = torch.broadcast_tensors(x, mu, logvar)
     return -0.5 * (LOG_2PI + logvar + (x - mu).pow(2) * torch.exp(-logvar)).sum(-1)
