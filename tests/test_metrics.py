@@ -176,6 +176,13 @@ def test_active_units_counts_dims_whose_posterior_mean_varies():
     assert metrics.active_units(encode, x, threshold=1e-3) == 3, "threshold is not honoured"
 
 
+def test_active_units_rejects_empty_data_and_a_zero_batch_size():
+    with pytest.raises(ValueError, match="no examples"):
+        metrics.active_units(lambda xb: xb, torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        metrics.active_units(lambda xb: xb, torch.zeros(5, 3), batch_size=0)
+
+
 def test_latent_variances_are_the_population_variance_of_the_means():
     x = torch.randn(300, 3, generator=_gen(7))
     variances = metrics.latent_variances(lambda xb: 2 * xb, x, batch_size=64)

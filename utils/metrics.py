@@ -31,6 +31,14 @@ __all__ = [
 LogWeightsFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
+def _check_data_and_batch(x: torch.Tensor, batch_size: int, what: str) -> None:
+    """Reject an empty data set or a batch size below 1 with a message that names ``what`` got it."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} got no examples (x has 0 rows); pass the data to evaluate.")
+    if batch_size < 1:
+        raise ValueError(f"{what} got batch_size={batch_size}; it must be a positive number of examples.")
+
+
 def _as_float_rows(x: torch.Tensor) -> torch.Tensor:
     """Data as floating point [N, features] (uint8 0/1 data and image-shaped batches accepted)."""
     if x.dim() > 2:
@@ -100,8 +108,7 @@ def evaluate_nll(
         fn = model
     log_weights_fn: LogWeightsFn = fn if generator is None else (lambda xb, n: fn(xb, n, generator=generator))
     x = _as_float_rows(x)
-    if x.shape[0] == 0:
-        raise ValueError("evaluate_nll got no examples (x has 0 rows); pass the data to evaluate.")
+    _check_data_and_batch(x, batch_size, "evaluate_nll")
     device = x.device
     was_training = False
     if isinstance(model, nn.Module):
@@ -134,6 +141,7 @@ def latent_variances(
     (so ``model.encode`` returning (mu, logvar) works as is). The variance divides by N.
     """
     x = _as_float_rows(x)
+    _check_data_and_batch(x, batch_size, "latent_variances")
     means = []
     for start in range(0, x.shape[0], batch_size):
         out = encode_mean_fn(x[start : start + batch_size])
