@@ -339,12 +339,18 @@ def test_validate_still_fails_a_test_cell_that_warns_and_raises(tmp_path):
     )
 
 
-def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
+def _course_and_download(tmp_path: Path) -> tuple[Path, Path]:
+    """A course with the solutions and config, and an empty folder for an LMS download."""
     root = tmp_path / "course"
     shutil.copytree(ROOT / "solutions", root / "solutions")
     shutil.copy(ROOT / grading.CONFIG_FILE, root)
     download = tmp_path / "download"
     download.mkdir()
+    return root, download
+
+
+def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
+    root, download = _course_and_download(tmp_path)
     for name in (
         "alice_a1_estimators.ipynb",
         "bob.smith_a2_vae-2.ipynb",
@@ -362,11 +368,7 @@ def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
 
 
 def test_collect_files_the_latest_resubmission_whatever_the_name_order(tmp_path):
-    root = tmp_path / "course"
-    shutil.copytree(ROOT / "solutions", root / "solutions")
-    shutil.copy(ROOT / grading.CONFIG_FILE, root)
-    download = tmp_path / "download"
-    download.mkdir()
+    root, download = _course_and_download(tmp_path)
     # Name order puts "-10" before "-9" and both before the unnumbered first attempt.
     for name, attempt in (("dana_a2_vae.ipynb", 0), ("dana_a2_vae-9.ipynb", 9), ("dana_a2_vae-10.ipynb", 10)):
         (download / name).write_text(json.dumps({"attempt": attempt}))
