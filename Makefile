@@ -5,6 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.digm-installed
 PORT   ?= 8888
+LAB_ARGS ?=
 JOBS   ?= 2
 # JupyterLab refuses to run as root (containers, Colab-like machines) unless told it is deliberate.
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lectures --port=$(PORT) $(LAB_ROOT_FLAG)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lectures --port=$(PORT) $(LAB_ROOT_FLAG) $(LAB_ARGS)
 
 # One BLAS thread per worker: two xdist workers (each with a notebook kernel) share two cores, and
 # torch's default of one thread per core makes small tensor ops 10-100x slower when they contend.
