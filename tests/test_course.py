@@ -79,6 +79,13 @@ def test_only_keeps_notebooks_by_prefix(tmp_path):
     assert picked == ["01_a.ipynb", "03_c.ipynb"], f"--only 01 03 picked {picked}"
 
 
+def test_only_numbered_lectures_are_run(tmp_path):
+    for name in ("01_a.ipynb", "Untitled.ipynb", ".hidden.ipynb"):
+        write_notebook(tmp_path / name, "1")
+    picked = [p.name for p in course.find_lectures(tmp_path)]
+    assert picked == ["01_a.ipynb"], f"a scratch notebook would be run by make course: {picked}"
+
+
 def test_no_matching_notebook_exits_with_a_message(tmp_path, capsys):
     code = course.main(["--lectures", str(tmp_path), "--out", str(tmp_path / "out")])
     assert code == 2 and "No notebook" in capsys.readouterr().err

@@ -59,10 +59,13 @@ class NotebookRun:
 
 
 def find_lectures(folder: Path, only: Sequence[str] = ()) -> list[Path]:
-    """The notebooks ``folder/*.ipynb`` in name order, kept to those whose names start with one of ``only``."""
+    """The lectures ``folder/NN_*.ipynb`` in name order, kept to those whose names start with one of ``only``.
+
+    Only numbered notebooks count, as for the slides, so a scratch ``Untitled.ipynb`` is never run.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"No lecture folder at {str(folder)!r}; pass --lectures DIR.")
-    notebooks = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+    notebooks = sorted(folder.glob("[0-9]*.ipynb"))
     if only:
         notebooks = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
     return notebooks
