@@ -8,7 +8,8 @@ student work or grades lives under `grading/`, which git ignores:
     grading/submitted/<student>/<id>/<id>.ipynb    what students handed in
     grading/autograded/<student>/<id>/             the executed submissions (instructor only: hidden tests)
     grading/feedback/<student>/<id>/<id>.html      what goes back to students (hidden tests removed)
-    grading/gradebook.db, grading/grades.csv
+    grading/gradebook.db, grading/grades.csv, grading/report.csv
+    grading/graded-submissions.json                fingerprints of what was graded (to regrade changes)
 """
 
 import os
@@ -46,5 +47,22 @@ c.Execute.extra_arguments = [
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"\w*Warning: "
 
+
+class WrappedFeedbackCSS(CSSHTMLHeaderPreprocessor):
+    """nbconvert's page CSS plus wrapped long lines: an error message such as a check's "Likely
+    mistake: ..." stays on screen instead of running off a horizontally scrolling box."""
+
+    def preprocess(self, nb, resources):
+        nb, resources = super().preprocess(nb, resources)
+        resources["inlining"]["css"].append(
+            # Bootstrap's break-all would split words; break-word splits only a word wider than the page.
+            "pre { white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; }\n"
+            "div.output_subarea img { max-width: 100%; height: auto; }\n"
+        )
+        return nb, resources
+
+
 # Feedback without hidden tests (nbgrader issues #917 and #1363: by default they are shown).
-c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+# MathJax stays on nbconvert's CDN default: the HTML goes to students, where a local path would not exist.
+c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, WrappedFeedbackCSS]
+c.WrappedFeedbackCSS.enabled = True  # nbconvert preprocessors are off unless enabled by name

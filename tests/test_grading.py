@@ -4,7 +4,8 @@ One course per module: copies of solutions/, the committed assignments/ and nbgr
 submissions made from the solutions by small programmatic edits (a flipped KL sign, a missing sum, a
 detached sample, a mean instead of logsumexp, an infinite loop, a failing import, edited test cells, a
 crashing kernel). a1 is graded through the Python API, a2 through the command line; each test then
-checks one property of the outcome. DIGM_FAST=1 keeps the training runs to seconds.
+checks one property of the outcome. Two a1 submissions are then replaced (one by hand with an older
+file date, one through collect) and a1 graded again. DIGM_FAST=1 keeps the training runs to seconds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import datetime as dt
 import html
 import io
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -110,14 +113,22 @@ def _answer_text(source: str) -> str:
     )
 
 
-def make_submission(root: Path, assignment: str, edits: dict | None) -> nbformat.NotebookNode:
-    """The student version with every answer filled in from the solutions, then ``edits`` applied."""
+# a1 students whose submissions the `regraded` fixture replaces; their first versions answer only
+# these cells (every code answer would cost a training run each time they are graded).
+FIRST_VERSIONS = {"replaced": set(), "resubmits": {"a1_var_written", "a1_kl_written", "a1_sf_written"}}
+
+
+def make_submission(
+    root: Path, assignment: str, edits: dict | None, *, answered: set[str] | None = None
+) -> nbformat.NotebookNode:
+    """The student version with every answer (or those in ``answered``) filled in from the solutions,
+    then ``edits`` applied."""
     nb = copy.deepcopy(_notebook(root, "assignments", assignment))
     if edits is None:
         return nb
     sources = {cell.id: cell.source for cell in _notebook(root, "solutions", assignment).cells}
     for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("solution"):
+        if cell.metadata.get("nbgrader", {}).get("solution") and (answered is None or cell.id in answered):
             source = sources[cell.id]
             cell.source = _answer_text(source) if cell.cell_type == "code" else "My answer. " + source[:200]
     for cell_id, edit in edits.items():
@@ -155,6 +166,10 @@ def course(tmp_path_factory, fast_kernels) -> Course:
             folder = root / "grading" / "submitted" / student / assignment
             folder.mkdir(parents=True)
             nbformat.write(make_submission(root, assignment, edits), folder / f"{assignment}.ipynb")
+    for student, answered in FIRST_VERSIONS.items():
+        folder = root / "grading" / "submitted" / student / A1
+        folder.mkdir(parents=True)
+        nbformat.write(make_submission(root, A1, {}, answered=answered), folder / f"{A1}.ipynb")
     a1 = {r.student: r for r in grading.grade([A1], root=root, timeout=A1_TIMEOUT, echo=False)}
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -296,6 +311,25 @@ def test_grades_csv_has_a_row_per_submission(course):
     )
 
 
+def test_grading_warns_that_feedback_shows_zero_for_written_answers_not_yet_graded(course):
+    assert "written answers not yet graded: feedback shows 0 for them" in course.a2_stdout, (
+        f"make grade should warn before feedback with ungraded written answers goes out; it printed:\n"
+        f"{course.a2_stdout}"
+    )
+    assert re.search(r"a2_vae / solved: a2_\w+_written", course.a2_stdout), (
+        "the warning should name the submission and its ungraded written cells"
+    )
+
+
+def test_feedback_wraps_long_output_lines(course):
+    page = (course.root / "grading" / "feedback" / "solved" / A1 / f"{A1}.html").read_text()
+    styles = "\n".join(re.findall(r"<style[^>]*>(.*?)</style>", page, flags=re.DOTALL))
+    assert re.search(r"(^|[\s,}])pre\s*\{[^}]*white-space:\s*pre-wrap", styles), (
+        "the feedback CSS should wrap <pre> output, or a long error message scrolls off to the right; "
+        "is WrappedFeedbackCSS still in GenerateFeedback.preprocessors (nbgrader_config.py)?"
+    )
+
+
 def test_validate_command_exits_non_zero_when_a_test_fails(course, capsys):
     path = course.root / "grading" / "submitted" / "untouched" / A1 / f"{A1}.ipynb"
     assert grading.main(["validate", str(path)]) == 1, (
@@ -337,6 +371,99 @@ def test_validate_still_fails_a_test_cell_that_warns_and_raises(tmp_path):
     assert len(results.get("failed", [])) == 1, (
         f"the failing cell was not reported (are errors filtered with the warnings?): {results}"
     )
+
+
+def _grade_metadata(grade_id: str, points: float, *, solution: bool = False, locked: bool = True) -> dict:
+    return {
+        "grade": True,
+        "grade_id": grade_id,
+        "locked": locked,
+        "points": points,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
+
+
+@pytest.fixture(scope="module")
+def small_validation(tmp_path_factory) -> tuple[int, str]:
+    """`validate` on a small notebook: an unwritten answer that a locked cell calls (so a test fails
+    with a NameError), a passing test, a hidden-test cell, an empty written answer. (exit code, output)"""
+    from nbgrader.utils import compute_checksum
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        v4.new_markdown_cell("## Part 1 · Sums\n\nWrite `add`."),
+        v4.new_code_cell("def add(a, b):\n    raise NotImplementedError()"),
+        v4.new_code_cell("total = add(1, 2)"),
+        v4.new_code_cell("# Visible test: the sum is right.\nassert total == 3"),
+        v4.new_code_cell("# Visible test: arithmetic works.\nassert 1 + 1 == 2"),
+        v4.new_code_cell("# Hidden tests: other inputs run when graded."),
+        v4.new_markdown_cell("**Written answer (3 points).** Why is addition commutative?"),
+        v4.new_markdown_cell("YOUR ANSWER HERE"),
+    ]
+    nb.cells[1].metadata["nbgrader"] = {
+        "grade": False,
+        "grade_id": "add_answer",
+        "locked": False,
+        "schema_version": 3,
+        "solution": True,
+        "task": False,
+    }
+    nb.cells[2].metadata["nbgrader"] = {
+        "grade": False,
+        "grade_id": "add_call",
+        "locked": True,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    nb.cells[3].metadata["nbgrader"] = _grade_metadata("add_test", 2)
+    nb.cells[4].metadata["nbgrader"] = _grade_metadata("easy_test", 1)
+    nb.cells[5].metadata["nbgrader"] = _grade_metadata("add_hidden", 1)
+    nb.cells[7].metadata["nbgrader"] = _grade_metadata("why_written", 3, solution=True, locked=False)
+    for cell in nb.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
+    path = tmp_path_factory.mktemp("validate") / "small.ipynb"
+    nbformat.write(nb, path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = grading.main(["validate", str(path)])
+    return code, out.getvalue()
+
+
+def test_validate_names_a_failing_test_by_grade_id_points_and_part(small_validation):
+    _, out = small_validation
+    assert "add_test (2 points), in Part 1 · Sums" in out, (
+        f"a failing test should be named by its grade id, points and the heading above it; got:\n{out}"
+    )
+
+
+def test_validate_traces_an_undefined_name_to_the_earlier_cell_that_raised(small_validation):
+    _, out = small_validation
+    assert re.search(r"total is undefined because add_call raised NotImplementedError", out), (
+        f"a NameError in a test should point at the earlier cell whose error left the name undefined:\n{out}"
+    )
+
+
+def test_validate_names_the_question_of_an_empty_written_answer(small_validation):
+    _, out = small_validation
+    assert re.search(r"why_written \(3 points\).*Why is addition commutative\?", out), (
+        f"an empty written answer should be named with the question above it, not 'YOUR ANSWER HERE':\n{out}"
+    )
+
+
+def test_validate_ends_with_a_points_summary(small_validation):
+    code, out = small_validation
+    last = out.strip().splitlines()[-1]
+    assert last == (
+        "1 of 3 visible test points pass (1 more in hidden tests that run at grading); "
+        "1 written answer to complete."
+    ), f"the summary should count visible test points (hidden-only cells apart) and empty answers: {last!r}"
+    assert code == 1, "validate should still exit 1 when a test fails"
 
 
 def _course_and_download(tmp_path: Path) -> tuple[Path, Path]:
@@ -396,3 +523,133 @@ def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
     with open(course.root / "grading" / "grades.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if (r["assignment"], r["student_id"]) == (A1, "missing_sum"))
     assert float(row["score"]) == 33.0, f"grades.csv should include the manual points: {row}"
+
+
+OLD_DATE = dt.datetime(2021, 6, 1, 12, 0, tzinfo=dt.timezone.utc)  # before the first grading
+
+
+@dataclass
+class Regraded:
+    stdout: str
+    report: dict[str, dict[str, str]]  # student -> report.csv row
+
+
+@pytest.fixture(scope="module")
+def regraded(course) -> Regraded:
+    """a1 graded again after two replacements, both with a file date older than the first grading:
+    `replaced` overwritten by hand (log_prob answered now), `resubmits` through collect (entropy
+    answered, one written answer rewritten after all were graded by hand). `solved` is unchanged."""
+    from nbgrader.api import Gradebook
+
+    cfg = grading.course_config(course.root)
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        for grade in gb.find_submission(A1, "resubmits").notebooks[0].grades:
+            if grade.name.endswith("_written"):
+                grade.manual_score = grade.max_score
+        gb.db.commit()
+    stamp = OLD_DATE.timestamp()
+    replaced = make_submission(course.root, A1, {}, answered={"a1_log_prob_answer"})
+    target = course.root / "grading" / "submitted" / "replaced" / A1 / f"{A1}.ipynb"
+    nbformat.write(replaced, target)
+    os.utime(target, (stamp, stamp))
+    download = course.root.parent / "download"
+    download.mkdir()
+    fixed = make_submission(
+        course.root,
+        A1,
+        {"a1_kl_written": _prepend("Revised after feedback. ")},
+        answered=FIRST_VERSIONS["resubmits"] | {"a1_entropy_answer"},
+    )
+    nbformat.write(fixed, download / f"resubmits_{A1}-2.ipynb")
+    os.utime(download / f"resubmits_{A1}-2.ipynb", (stamp, stamp))
+    grading.collect(download, root=course.root)
+    out = io.StringIO()
+    args = ["grade", A1, "--root", str(course.root), "--timeout", str(A1_TIMEOUT)]
+    with contextlib.redirect_stdout(out):
+        grading.main(args + ["--student", "replaced", "--student", "resubmits", "--student", "solved"])
+    with open(course.root / "grading" / "report.csv", newline="") as fh:
+        report = {row["student_id"]: row for row in csv.DictReader(fh)}
+    return Regraded(out.getvalue(), report)
+
+
+def test_notebook_replaced_by_hand_is_graded_again(course, regraded):
+    auto, most = cell_scores(course.root, A1, "replaced")["a1_log_prob_test"]
+    assert auto == most, (
+        "a submission overwritten in grading/submitted (no timestamp.txt, older file date) kept its old "
+        f"score ({auto} of {most} for the now answered a1_log_prob_test); is regrading decided by timestamps?"
+    )
+
+
+def test_collected_resubmission_with_an_older_file_date_is_graded_again(course, regraded):
+    auto, most = cell_scores(course.root, A1, "resubmits")["a1_entropy_test"]
+    assert auto == most, (
+        f"a resubmission filed by collect kept its old score ({auto} of {most} for a1_entropy_test); "
+        "collect writes the download's older date into timestamp.txt, so a newer-than check misses it"
+    )
+
+
+def test_unchanged_submission_is_skipped_and_reported_so(regraded):
+    assert f"{A1} / solved: unchanged, skipped" in regraded.stdout, (
+        f"grade should say it skipped an unchanged submission; it printed:\n{regraded.stdout}"
+    )
+    statuses = {s: regraded.report[s]["status"] for s in ("solved", "replaced", "resubmits")}
+    assert statuses == {"solved": "unchanged", "replaced": "graded", "resubmits": "graded"}, (
+        f"report.csv statuses: {statuses}; an unchanged submission has its own status"
+    )
+
+
+def test_grading_stamps_a_submission_with_its_file_date(course, regraded):
+    stamp = course.root / "grading" / "submitted" / "replaced" / A1 / "timestamp.txt"
+    assert stamp.exists(), "a submission without timestamp.txt should get one when graded"
+    recorded = dt.datetime.strptime(stamp.read_text().strip(), "%Y-%m-%d %H:%M:%S.%f %Z")
+    assert recorded.replace(tzinfo=dt.timezone.utc) == OLD_DATE, (
+        f"timestamp.txt says {recorded}, the replaced notebook's file date is {OLD_DATE}; "
+        "the stamp written by grading should follow the file it describes"
+    )
+
+
+def test_manual_grade_of_an_unchanged_written_answer_survives_a_regrade(course, regraded):
+    from nbgrader.api import Gradebook
+
+    cfg = grading.course_config(course.root)
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:
+        grades = {g.name: g for g in gb.find_submission(A1, "resubmits").notebooks[0].grades}
+        kept = {
+            name: (g.manual_score, g.max_score) for name, g in grades.items() if name.endswith("_written")
+        }
+    assert all(score == most for score, most in kept.values()), (
+        f"manual grades after a regrade of the resubmission: {kept}; nbgrader should keep them"
+    )
+
+
+def test_written_answer_changed_after_hand_grading_is_flagged(regraded):
+    notes = regraded.report["resubmits"]["notes"]
+    assert "changed since graded by hand" in notes and "a1_kl_written" in notes, (
+        f"the rewritten, already hand-graded a1_kl_written should be flagged for another look; notes: {notes!r}"
+    )
+    assert "a1_var_written" not in notes, f"an unchanged written answer was flagged: {notes!r}"
+
+
+def test_report_counts_written_answers_pending_by_hand(regraded):
+    pending = {s: regraded.report[s]["manual_pending"] for s in ("solved", "resubmits")}
+    assert pending == {"solved": "3", "resubmits": "0"}, (
+        f"report.csv manual_pending: {pending}; expected the count of answered written cells with no grade yet"
+    )
+
+
+def test_rewritten_answer_stays_flagged_until_graded_by_hand_again(course, regraded):
+    from nbgrader.api import Gradebook
+
+    (again,) = grading.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    assert again.status == "unchanged" and again.rewritten_answers == ["a1_kl_written"], (
+        f"on the next run the rewritten answer should still be flagged: {again.status}, {again.rewritten_answers}"
+    )
+    cfg = grading.course_config(course.root)
+    with Gradebook(cfg.CourseDirectory.db_url) as gb:  # what the formgrader does when a TA saves a grade
+        grade = gb.find_grade("a1_kl_written", A1, A1, "resubmits")
+        grade.manual_score, grade.needs_manual_grade = 1.0, False
+        gb.db.commit()
+    (after,) = grading.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    assert after.rewritten_answers == [], (
+        f"once graded by hand again the answer should no longer be flagged: {after.rewritten_answers}"
+    )

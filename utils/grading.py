@@ -299,7 +299,11 @@ def out_of_date(root: str | os.PathLike | None = None) -> list[str]:
 
 @dataclass
 class SubmissionResult:
-    """One student's graded (or failed) submission of one assignment."""
+    """One student's graded (or failed) submission of one assignment.
+
+    ``unchanged`` marks a submission that was not autograded again because neither it nor the
+    assignment changed since it was graded; its feedback was still rewritten.
+    """
 
     student: str
     assignment: str
@@ -308,10 +312,29 @@ class SubmissionResult:
     max_score: float = 0.0
     needs_manual_grade: bool = False
     cell_scores: dict[str, float | None] = field(default_factory=dict)
+    review_cells: list[str] = field(default_factory=list)
     edited_locked_cells: list[str] = field(default_factory=list)
     deleted_locked_cells: list[str] = field(default_factory=list)
     timed_out_cells: list[str] = field(default_factory=list)
+    rewritten_answers: list[str] = field(default_factory=list)
+    unchanged: bool = False
     error: str = ""
+
+    @property
+    def status(self) -> str:
+        """``failed``, ``unchanged`` (not autograded again, feedback refreshed) or ``graded``."""
+        if not self.graded:
+            return "failed"
+        return "unchanged" if self.unchanged else "graded"
+
+    @property
+    def pending_cells(self) -> list[str]:
+        """Written answers that wait for a grader: nbgrader has no score for them yet."""
+        return [name for name, score in self.cell_scores.items() if score is None]
+
+    @property
+    def manual_pending(self) -> int:
+        return len(self.pending_cells)
 
     @property
     def notes(self) -> str:
@@ -324,9 +347,12 @@ class SubmissionResult:
             parts.append(f"edited locked cells (restored): {', '.join(self.edited_locked_cells)}")
         if self.deleted_locked_cells:
             parts.append(f"deleted locked cells: {', '.join(self.deleted_locked_cells)}")
-        pending = [k for k, v in self.cell_scores.items() if v is None]
-        if pending and self.graded:
-            parts.append(f"to grade by hand: {', '.join(pending)}")
+        if self.pending_cells and self.graded:
+            parts.append(f"to grade by hand: {', '.join(self.pending_cells)}")
+        if self.rewritten_answers:
+            parts.append(
+                f"written answers changed since graded by hand (grade again): {', '.join(self.rewritten_answers)}"
+            )
         return "; ".join(parts)
 
 
@@ -376,17 +402,125 @@ def _read_result(cfg: Config, assignment: str, student: str, result: SubmissionR
         result.score = float(sub.score)
         result.max_score = float(sub.max_score)
         result.needs_manual_grade = bool(sub.needs_manual_grade)
+        result.cell_scores, result.review_cells = {}, []
         for notebook in sub.notebooks:
             for grade in notebook.grades:
                 value = grade.manual_score if grade.manual_score is not None else grade.auto_score
                 result.cell_scores[grade.name] = None if value is None else float(value)
+                if grade.manual_score is not None and grade.needs_manual_grade:
+                    # graded by hand before an autograde run that nbgrader wants reviewed
+                    result.review_cells.append(grade.name)
+
+
+# ----------------------------------------------------------------------------------------------
+# which submissions changed since they were graded
+#
+# nbgrader regrades a submission only when both the new and the graded copy hold a timestamp.txt and
+# the new one is later, so a notebook replaced by hand (no timestamp.txt) or a resubmission with an
+# older file date kept its old score. The course decides by content instead: a fingerprint of the
+# submitted notebook and of the assignment source is recorded for each graded submission.
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _records_path(cfg: Config) -> Path:
+    return _db_path(cfg).with_name("graded-submissions.json")
+
+
+def _load_records(cfg: Config) -> dict[str, dict]:
+    path = _records_path(cfg)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_record(cfg: Config, key: str, record: dict | None) -> None:
+    records = _load_records(cfg)
+    if record is None:
+        records.pop(key, None)
+    else:
+        records[key] = record
+    _records_path(cfg).parent.mkdir(parents=True, exist_ok=True)
+    _records_path(cfg).write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+
+
+def _paths(cfg: Config, assignment: str, student: str) -> tuple[Path, Path, Path]:
+    """(submitted notebook, autograded notebook, assignment source notebook)."""
+    name = f"{assignment}.ipynb"
+    return (
+        _course_dir(cfg, "submitted") / student / assignment / name,
+        _course_dir(cfg, "autograded") / student / assignment / name,
+        _course_dir(cfg, "source") / assignment / name,
+    )
+
+
+def regrade_reason(cfg: Config, assignment: str, student: str) -> str | None:
+    """Why a submission must be autograded (again), in a few words; None when neither the
+    submitted notebook nor the assignment source changed since it was last graded."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    submitted, autograded, source = _paths(cfg, assignment, student)
+    if not autograded.exists():
+        return "new"
+    if _db_path(cfg).exists():
+        with Gradebook(cfg.CourseDirectory.db_url) as gb:
+            try:
+                gb.find_submission(assignment, student)
+            except MissingEntry:
+                return "not in the gradebook"
+    record = _load_records(cfg).get(f"{assignment}/{student}")
+    if record is None:
+        return "no fingerprint of the graded version"
+    if not submitted.exists() or record.get("notebook") != _sha256(submitted):
+        return "submission changed"
+    if record.get("source") != _sha256(source):
+        return "assignment changed"
+    return None
+
+
+def _stamp(submitted: Path, ours: str | None) -> str | None:
+    """Give a submission without ``timestamp.txt`` one from the notebook's modification time, so
+    that nbgrader's own newer-than check and the gradebook's submission time agree with it.
+
+    ``ours`` is the text this module wrote last time: such a stamp follows the notebook when it is
+    replaced, while one written by ``collect`` or the instructor is never touched. Returns the text
+    this module now owns, or None.
+    """
+    stamp_file = submitted.parent / "timestamp.txt"
+    current = stamp_file.read_text().strip() if stamp_file.exists() else None
+    if current is not None and current != ours:
+        return None
+    mtime = dt.datetime.fromtimestamp(submitted.stat().st_mtime, tz=dt.timezone.utc)
+    text = _timestamp_text(mtime)
+    stamp_file.write_text(text + "\n")
+    return text
+
+
+def _timestamp_text(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f %Z")
+
+
+def _written_answers(notebook: Path) -> dict[str, str]:
+    """grade id -> source of every written (hand-graded) answer cell of a notebook; {} when absent."""
+    if not notebook.exists():
+        return {}
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: cell.source
+        for cell in nbformat.read(notebook, as_version=4).cells
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.metadata["nbgrader"].get("solution")
+    }
 
 
 def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool = False) -> SubmissionResult:
-    """Autograde one submission and write its feedback; a crash is recorded, never raised."""
+    """Autograde one submission, if new or changed (or ``force``), and write its feedback.
+
+    A crash is recorded in the result, never raised. nbgrader keeps manual grades through a regrade;
+    a written answer that changed after it was graded by hand is named in ``rewritten_answers`` until
+    a grader saves a grade for it again (nbgrader then clears its needs-manual-grade flag).
+    """
     api = _api(cfg)
     result = SubmissionResult(student=student, assignment=assignment, graded=False)
-    expected = _course_dir(cfg, "submitted") / student / assignment / f"{assignment}.ipynb"
+    expected, autograded, source = _paths(cfg, assignment, student)
     if not expected.exists():
         found = sorted(p.name for p in expected.parent.glob("*.ipynb"))
         result.error = f"no {expected.name} in {expected.parent} (found: {', '.join(found) or 'nothing'})"
@@ -396,18 +530,35 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
     except Exception as exc:  # a truncated upload, a renamed PDF, ...
         result.error = f"{expected} is not a readable notebook ({type(exc).__name__}: {exc})"
         return result
-    with warnings.catch_warnings():
-        # nbgrader's own session handling after a crashed run; the crash itself is reported below.
-        warnings.filterwarnings("ignore", message=".*not in session.*")
-        outcome = api.autograde(assignment, student, force=force)
-    log = outcome.get("log") or ""
-    result.edited_locked_cells, result.deleted_locked_cells = edited_locked_cells(cfg, assignment, expected)
-    autograded = _course_dir(cfg, "autograded") / student / assignment / f"{assignment}.ipynb"
-    result.timed_out_cells = _timed_out_cells(autograded)
-    if not outcome["success"]:
-        result.error = _failure_reason(log + "\n" + (outcome.get("error") or ""))
-        _read_result(cfg, assignment, student, result)
-        return result
+    key = f"{assignment}/{student}"
+    record = _load_records(cfg).get(key, {})
+    rewritten = set(record.get("rewritten", []))
+    reason = "--force" if force else regrade_reason(cfg, assignment, student)
+    result.unchanged = reason is None
+    if reason is not None:
+        before = _written_answers(autograded)
+        stamp = _stamp(expected, record.get("timestamp"))
+        with warnings.catch_warnings():
+            # nbgrader's own session handling after a crashed run; the crash itself is reported below.
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            outcome = api.autograde(assignment, student, force=True)
+        result.edited_locked_cells, result.deleted_locked_cells = edited_locked_cells(
+            cfg, assignment, expected
+        )
+        result.timed_out_cells = _timed_out_cells(autograded)
+        if not outcome["success"]:
+            _save_record(cfg, key, None)
+            result.error = _failure_reason((outcome.get("log") or "") + "\n" + (outcome.get("error") or ""))
+            _read_result(cfg, assignment, student, result)
+            return result
+        after = _written_answers(autograded)
+        rewritten |= {name for name in before if name in after and before[name] != after[name]}
+        record = {"notebook": _sha256(expected), "source": _sha256(source), "timestamp": stamp}
+    else:
+        result.edited_locked_cells, result.deleted_locked_cells = edited_locked_cells(
+            cfg, assignment, expected
+        )
+        result.timed_out_cells = _timed_out_cells(autograded)
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
         result.error = "feedback failed: " + _failure_reason(
@@ -415,6 +566,8 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
         )
     result.graded = feedback["success"]
     _read_result(cfg, assignment, student, result)
+    result.rewritten_answers = sorted(rewritten & set(result.review_cells))
+    _save_record(cfg, key, {**record, "rewritten": result.rewritten_answers})
     return result
 
 
@@ -457,25 +610,45 @@ def export_csv(cfg: Config, path: Path) -> None:
 
 
 def write_report(results: Sequence[SubmissionResult], path: Path) -> None:
-    """A per-submission CSV with what grades.csv lacks: status, timeouts, edited cells, pending work."""
+    """A per-submission CSV with what grades.csv lacks: status (graded, unchanged or failed), the
+    number of written answers still to grade by hand, timeouts, edited cells and other notes."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["assignment", "student_id", "status", "score", "max_score", "notes"])
+        writer.writerow(
+            ["assignment", "student_id", "status", "score", "max_score", "manual_pending", "notes"]
+        )
         for r in results:
             writer.writerow(
-                [r.assignment, r.student, "graded" if r.graded else "failed", r.score, r.max_score, r.notes]
+                [r.assignment, r.student, r.status, r.score, r.max_score, r.manual_pending, r.notes]
             )
 
 
 def format_table(results: Sequence[SubmissionResult]) -> str:
     """A fixed-width table, one line per submission."""
-    rows = [("assignment", "student", "score", "notes")]
-    rows += [(r.assignment, r.student, f"{r.score:g} / {r.max_score:g}", r.notes or "ok") for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [("assignment", "student", "score", "status", "notes")]
+    rows += [
+        (r.assignment, r.student, f"{r.score:g} / {r.max_score:g}", r.status, r.notes or "ok")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4]
         for row in rows
     )
+
+
+def pending_warning(results: Sequence[SubmissionResult]) -> str:
+    """A warning naming the submissions whose feedback shows 0 for written answers nobody graded yet
+    (empty when there are none)."""
+    pending = [r for r in results if r.graded and r.pending_cells]
+    if not pending:
+        return ""
+    lines = [
+        "WARNING: written answers not yet graded: feedback shows 0 for them. Grade them in Formgrader "
+        "(Nbgrader menu -> Formgrader -> Manual Grading) and run the grading again before returning feedback:"
+    ]
+    lines += [f"  {r.assignment} / {r.student}: {', '.join(r.pending_cells)}" for r in pending]
+    return "\n".join(lines)
 
 
 def grade(
@@ -487,13 +660,16 @@ def grade(
     timeout: int | None = None,
     echo: bool = True,
 ) -> list[SubmissionResult]:
-    """Autograde every submission of ``assignments`` (default: all), write feedback and the CSVs.
+    """Autograde every new or changed submission of ``assignments`` (default: all), write feedback
+    and the CSVs.
 
     The gradebook is first brought in line with ``solutions/`` (nbgrader generate_assignment into a
-    scratch folder, so ``assignments/`` is left alone). Submissions graded before are skipped unless
-    their ``timestamp.txt`` is newer or ``force`` is set (manual grades survive either way); feedback
-    is always rewritten, so it shows manual grades given since. A submission that cannot be graded
-    (its kernel died, its cells were tampered with beyond repair) is reported and the others go on.
+    scratch folder, so ``assignments/`` is left alone). A submission is autograded again when its
+    notebook's content or the assignment source differs from what was graded (fingerprints in
+    ``grading/graded-submissions.json``), or with ``force``; others are reported as unchanged. Manual
+    grades survive either way. Feedback is always rewritten, so it shows manual grades given since.
+    A submission that cannot be graded (its kernel died, its cells were tampered with beyond repair)
+    is reported and the others go on.
     """
     cfg = course_config(root, timeout=timeout)
     ids = _check_ids(assignments, root)
@@ -509,10 +685,13 @@ def grade(
                 continue
             sync_gradebook(cfg, assignment, Path(tmp) / "release")
             for student in who:
-                if echo:
-                    print(f"grading {assignment} / {student} ...", flush=True)
+                reason = "--force" if force else regrade_reason(cfg, assignment, student)
+                if echo and reason is None:
+                    print(f"{assignment} / {student}: unchanged, skipped (feedback refreshed)", flush=True)
+                elif echo:
+                    print(f"grading {assignment} / {student} ({reason}) ...", flush=True)
                 try:
-                    results.append(grade_submission(cfg, assignment, student, force=force))
+                    results.append(grade_submission(cfg, assignment, student, force=reason is not None))
                 except Exception as exc:  # one broken submission must not stop the class's grading
                     error = f"grading crashed: {type(exc).__name__}: {exc}"
                     results.append(
@@ -529,6 +708,10 @@ def grade(
         print()
         print(f"scores: {grading_dir / 'grades.csv'}   details: {grading_dir / 'report.csv'}")
         print(f"feedback to return: {_course_dir(cfg, 'feedback')}/<student>/<assignment>/<assignment>.html")
+        warning = pending_warning(results)
+        if warning:
+            print()
+            print(warning)
     return results
 
 
@@ -536,30 +719,239 @@ def grade(
 # validate and collect
 
 
-def validate(notebook: str | os.PathLike, *, timeout: int | None = None) -> dict:
-    """Run a notebook's tests as the autograder would; nbgrader's result dictionary.
+@dataclass
+class Validation:
+    """nbgrader's verdict on a notebook and the executed notebook it came from.
 
-    Empty when every test cell passes; otherwise ``failed``, ``changed`` (edited test cells) or
-    ``type_changed`` lists the cells concerned.
+    ``results`` is nbgrader's dictionary: empty when every test cell passes and every written answer
+    was filled in; otherwise ``failed``, ``changed`` (edited test cells) or ``type_changed`` lists the
+    cells concerned. ``executed`` is None when nbgrader refused to run it (a changed cell type).
     """
+
+    path: Path
+    results: dict
+    executed: nbformat.NotebookNode | None
+
+    @property
+    def passed(self) -> bool:
+        return not self.results
+
+
+def run_validation(notebook: str | os.PathLike, *, timeout: int | None = None) -> Validation:
+    """Run a notebook's tests as the autograder would (nbgrader's Validator), keeping the executed copy."""
     from nbgrader.preprocessors import IgnorePattern
     from nbgrader.validator import Validator
+
+    class KeepExecuted(Validator):
+        executed = None
+
+        def _preprocess(self, nb):
+            self.executed = super()._preprocess(nb)
+            return self.executed
 
     path = Path(notebook)
     if not path.is_file():
         raise FileNotFoundError(f"No notebook at {path}; give the path of your .ipynb file.")
     cfg = course_config(timeout=timeout)
     cfg.Validator.log_level = "WARN"
-    validator = Validator(config=cfg)
+    validator = KeepExecuted(config=cfg)
     # The autograder drops stderr warnings (IgnorePattern in nbgrader_config.py) before it scores a
     # cell; nbgrader's Validator does not, so without this a test cell that passes but prints a
     # warning would be reported as failing here and still get its points when graded.
     validator.preprocessors = [*validator.preprocessors, IgnorePattern]
-    return validator.validate(str(path.resolve()))
+    results = validator.validate(str(path.resolve()))
+    return Validation(path, results, validator.executed)
 
 
-def format_validation(results: dict) -> str:
-    """What a student reads after validating: one paragraph per failing or edited cell."""
+def validate(notebook: str | os.PathLike, *, timeout: int | None = None) -> dict:
+    """Run a notebook's tests as the autograder would; nbgrader's result dictionary (see ``Validation``)."""
+    return run_validation(notebook, timeout=timeout).results
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """A cell of an executed notebook as a student should find it: its name, part and outcome."""
+
+    index: int
+    name: str  # nbgrader grade id, or "cell N" counted from 1
+    kind: str  # "test", "hidden" (a test cell with no code: hidden tests run at grading), "written", "other"
+    points: float
+    score: float | None  # nbgrader's score for a test or written answer (None: to grade by hand)
+    part: str  # the nearest markdown heading above it
+    question: str  # the last paragraph of the markdown cell above it, shortened
+    error: str  # "Name: message" of the exception it raised (for a test, else its stderr), "" when none
+    source: str
+
+    @property
+    def fails(self) -> bool:
+        return self.kind == "test" and self.score is not None and self.score < self.points
+
+    @property
+    def empty(self) -> bool:
+        return self.kind == "written" and self.score == 0
+
+    def where(self) -> str:
+        points = f" ({self.points:g} point{'s' if self.points != 1 else ''})" if self.points else ""
+        return f"{self.name}{points}{', in ' + self.part if self.part else ''}"
+
+
+def _nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _is_comment_only(source: str) -> bool:
+    """True for a test cell with no code, as a hidden-test cell is in the student version."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in source.splitlines())
+
+
+def _error_of(cell, *, stderr: bool) -> str:
+    """The exception a code cell raised, as "Name: message"; else, with ``stderr``, its last stderr
+    line (nbgrader fails a test cell that writes to stderr); else ""."""
+    outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
+    for output in outputs:
+        if output.get("output_type") == "error":
+            name, message = output.get("ename", "Error"), _ANSI.sub("", output.get("evalue", "")).strip()
+            if name == "NotImplementedError" and not message:
+                # the placeholder nbgrader puts in every answer cell of the student version
+                message = "an answer it uses is not written yet (# YOUR CODE HERE)"
+            return f"{name}: {message}" if message else name
+    for output in outputs if stderr else []:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            lines = [line for line in _ANSI.sub("", output.get("text", "")).splitlines() if line.strip()]
+            if lines:
+                return lines[-1].strip()
+    return ""
+
+
+def _last_heading(markdown: str) -> str:
+    headings = [line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")]
+    return headings[-1] if headings else ""
+
+
+def _question_line(markdown: str) -> str:
+    """A markdown cell's last paragraph on one line, without bold markers, cut to 100 characters."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", markdown) if p.strip()]
+    if not paragraphs:
+        return ""
+    line = " ".join(paragraphs[-1].split()).replace("**", "").lstrip("#").strip()
+    return line if len(line) <= 100 else line[:97].rstrip() + "..."
+
+
+def _cell_kind(cell) -> str:
+    meta = _nbgrader(cell)
+    if meta.get("grade") and meta.get("solution"):
+        return "written"
+    if meta.get("grade") and cell.cell_type == "code":
+        return "hidden" if _is_comment_only(cell.source) else "test"
+    return "other"
+
+
+def _located_cells(nb: nbformat.NotebookNode) -> list[_Cell]:
+    """Every cell of an executed notebook with its kind, score, part, question and error."""
+    from nbgrader.utils import determine_grade
+
+    cells, part, question = [], "", ""
+    for index, cell in enumerate(nb.cells):
+        meta, kind = _nbgrader(cell), _cell_kind(cell)
+        cells.append(
+            _Cell(
+                index=index,
+                name=meta.get("grade_id") or f"cell {index + 1}",
+                kind=kind,
+                points=float(meta.get("points", 0) or 0),
+                score=determine_grade(cell)[0] if meta.get("grade") else None,
+                part=part,
+                question=question,
+                error=_error_of(cell, stderr=kind == "test"),
+                source=cell.source,
+            )
+        )
+        if cell.cell_type == "markdown" and not meta.get("solution"):
+            part = _last_heading(cell.source) or part
+            question = _question_line(cell.source)
+    return cells
+
+
+_NAME_ERROR = re.compile(r"NameError: name '(?P<name>\w+)' is not defined")
+
+
+def _earlier_cause(failing: _Cell, raised: list[_Cell]) -> str:
+    """For a test that failed because a name is undefined, the earlier cell whose error is the likely
+    cause: the last one before it that raised and mentions the name, else the last one that raised."""
+    match = _NAME_ERROR.search(failing.error)
+    if not match:
+        return ""
+    before = [c for c in raised if c.index < failing.index]
+    mentioning = [c for c in before if re.search(rf"\b{match['name']}\b", c.source)]
+    cause = (mentioning or before or [None])[-1]
+    if cause is None:
+        return f"no cell defines {match['name']}: keep the names the assignment gives"
+    return f"{match['name']} is undefined because {cause.name} raised {cause.error.splitlines()[0]}"
+
+
+def _validation_summary(cells: Sequence[_Cell]) -> str:
+    """The last line of a validation: visible test points passing, hidden-test points, empty answers."""
+    visible = sum(c.points for c in cells if c.kind == "test")
+    passing = sum(c.score or 0.0 for c in cells if c.kind == "test")
+    hidden = sum(c.points for c in cells if c.kind == "hidden")
+    empty = sum(c.empty for c in cells)
+    hidden_note = f" ({hidden:g} more in hidden tests that run at grading)" if hidden else ""
+    return (
+        f"{passing:g} of {visible:g} visible test points pass{hidden_note}; "
+        f"{empty} written answer{'s' if empty != 1 else ''} to complete."
+    )
+
+
+def format_validation(results: dict | Validation) -> str:
+    """What a student reads after validating: edited test cells, the other cells that raised (in the
+    order they ran), every failing test by grade id, points, part and error (with the earlier cell
+    that left a name undefined), the written answers still empty by question, and a summary line.
+
+    Given only nbgrader's dictionary (no executed notebook), cells are named by their first line.
+    """
+    if not isinstance(results, Validation) or results.executed is None:
+        return _format_results_only(results.results if isinstance(results, Validation) else results)
+    cells = _located_cells(results.executed)
+    summary = _validation_summary(cells)
+    if not results.results:
+        return (
+            "Success! Every visible test passes. Hidden tests with other inputs run when it is graded.\n"
+            + summary
+        )
+    lines = []
+    edited = {c["source"] for c in results.results.get("changed", [])}
+    if edited:
+        lines.append(
+            f"{len(edited)} TEST CELL(S) WERE EDITED. Grading restores them, so your answer must pass "
+            "the original tests; undo the edits (or copy the cells from the released notebook):"
+        )
+        lines += [f"  - {c.where()}" for c in cells if c.source.strip() in edited]
+    raised = [c for c in cells if c.kind == "other" and c.error]
+    if raised:
+        lines.append(
+            f"{len(raised)} OTHER CELL(S) RAISED AN ERROR, in the order they ran (fix the first one first; "
+            "later cells and tests may fail because of it):"
+        )
+        lines += [f"  - {c.where()}: {c.error.splitlines()[0]}" for c in raised]
+    failing = [c for c in cells if c.fails]
+    if failing:
+        lines.append(f"{len(failing)} TEST CELL(S) FAIL. As it is, this notebook would not get full marks:")
+        for c in failing:
+            lines += [f"  - {c.where()}", f"      {_first_line(c.source)}"]
+            error = c.error or "partial credit: it passed some but not all of its checks"
+            lines += [f"      {line}" for line in error.splitlines()]
+            cause = _earlier_cause(c, raised)
+            if cause:
+                lines.append(f"      (likely cause: {cause})")
+    empty = [c for c in cells if c.empty]
+    if empty:
+        lines.append(f"{len(empty)} WRITTEN ANSWER(S) STILL EMPTY (graded by hand, 0 points as they are):")
+        lines += [f"  - {c.where()}: {c.question or '(see the cell above it)'}" for c in empty]
+    return "\n".join([*lines, "", summary])
+
+
+def _format_results_only(results: dict) -> str:
+    """The report from nbgrader's dictionary alone (a changed cell type stops nbgrader before it runs)."""
     if not results:
         return "Success! Every visible test passes. Hidden tests with other inputs run when it is graded."
     lines = []
@@ -663,7 +1055,7 @@ def collect(
         target = target_dir / f"{d.assignment}.ipynb"
         shutil.copy2(d.path, target)
         stamp = dt.datetime.fromtimestamp(d.path.stat().st_mtime, tz=dt.timezone.utc)
-        (target_dir / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z") + "\n")
+        (target_dir / "timestamp.txt").write_text(_timestamp_text(stamp) + "\n")
         written.append(target)
     return written, skipped
 
@@ -708,9 +1100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "validate":
-        results = validate(args.notebook, timeout=args.timeout)
-        print(format_validation(results))
-        return 0 if not results else 1
+        validation = run_validation(args.notebook, timeout=args.timeout)
+        print(format_validation(validation))
+        return 0 if validation.passed else 1
     if args.command == "collect":
         written, skipped = collect(args.folder, root=args.root)
         for path in written:
