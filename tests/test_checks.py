@@ -277,6 +277,27 @@ def test_check_estimator_handles_vector_estimates():
         )
 
 
+def test_check_estimator_false_alarm_rate_does_not_grow_with_the_number_of_entries():
+    # z=2 alarms about 4.6% of the time for one entry; tested entry by entry at z=2, a correct
+    # 50-entry estimator would fail about 90% of checks. The level must hold for the whole check.
+    g = torch.Generator().manual_seed(4)
+    runs, failures = 400, 0
+    for _ in range(runs):
+        try:
+            checks.check_estimator(lambda m: torch.randn(m, 50, generator=g), 0.0, n=400, z=2.0, quiet=True)
+        except CheckError:
+            failures += 1
+    assert failures / runs < 0.12, f"{failures}/{runs} correct 50-entry checks failed: no multiple-comparison correction?"
+
+
+def test_check_estimator_still_catches_one_biased_entry_among_many():
+    g = torch.Generator().manual_seed(5)
+    shift = torch.zeros(20)
+    shift[7] = 0.08  # 8 standard errors at n = 10,000: above the corrected z of about 4.7
+    with pytest.raises(CheckError, match=r"at index \(7,\).*per entry \(z=4 for all 20 entries\)"):
+        checks.check_estimator(lambda m: torch.randn(m, 20, generator=g) + shift, 0.0)
+
+
 def test_check_estimator_names_averaging_inside_sample_fn():
     with pytest.raises(CheckError, match="averaging inside"):
         checks.check_estimator(lambda m: torch.randn(m).mean(), expected=0.0)

@@ -578,6 +578,19 @@ def _draw(sample_fn: Callable[..., Any], n: int, batch_size: int) -> torch.Tenso
     return torch.cat(pieces)[:n]
 
 
+def _per_entry_z(z: float, entries: int) -> float:
+    """The z each of ``entries`` tests needs so that all of them together fail a correct estimator
+    with the two-sided normal tail probability of ``z`` (Bonferroni; ``z`` itself for one entry)."""
+    if entries <= 1:
+        return z
+    alpha = math.erfc(z / math.sqrt(2.0)) / entries  # two-sided tail probability per entry
+    return -torch.special.ndtri(torch.tensor(alpha / 2.0, dtype=torch.float64)).item()
+
+
+def _z_text(z: float, z_entry: float, entries: int) -> str:
+    return f"z={z:g}" if entries <= 1 else f"z={z_entry:.2f} per entry (z={z:g} for all {entries} entries)"
+
+
 def check_estimator(
     sample_fn: Callable[..., Any],
     expected: Any,
@@ -595,8 +608,11 @@ def check_estimator(
     sample_fn: ``m -> [m, ...]``, ``m`` independent single-sample estimates (called in batches of
     ``batch_size`` until ``n`` are drawn), or a zero-argument callable returning one estimate (or a
     batch along dim 0). ``expected`` broadcasts to the estimate's shape ``[...]``; every entry is
-    tested. ``se = std / sqrt(n)`` is the standard error; with z = 4 a correct estimator fails about
-    once in 16,000 runs (per entry), while a bias of a few standard errors is caught.
+    tested. ``se = std / sqrt(n)`` is the standard error. ``z`` sets the false-alarm rate of the whole
+    check: with z = 4 a correct estimator fails about once in 16,000 runs however many entries it has,
+    because each of the N entries is held to the stricter per-entry level of the same total rate
+    (Bonferroni: z = 4 for one entry, about 4.7 for 20, 5.1 for 1,000), while a bias of a few standard
+    errors is still caught.
     """
     draws = _draw(sample_fn, n, batch_size)  # [n, ...]
     if draws.shape[0] < 2:
@@ -613,7 +629,8 @@ def check_estimator(
             f"the estimates have shape {_fmt_shape(mean.shape)} but expected has shape {_fmt_shape(e.shape)}.",
             hint or "return one estimate per sample along dim 0, each shaped like expected.",
         ) from None
-    allowed = z * se + atol + 1e-9 * e.abs().clamp(min=1.0)
+    z_entry = _per_entry_z(z, mean.numel())
+    allowed = z_entry * se + atol + 1e-9 * e.abs().clamp(min=1.0)
     gap = (mean - e).abs()
     if (gap > allowed).any():
         j = int(torch.argmax(gap / allowed))
@@ -624,7 +641,8 @@ def check_estimator(
         raise _fail(
             name,
             f"expected mean {e_j:.6g}{where}, got {m_j:.6g} ± {s_j:.3g} (standard error, n={draws.shape[0]}): "
-            f"{n_se:.1f} standard errors away, allowed z={z:g}" + (f" plus atol={atol:g}." if atol else "."),
+            f"{n_se:.1f} standard errors away, allowed {_z_text(z, z_entry, mean.numel())}"
+            + (f" plus atol={atol:g}." if atol else "."),
             (hint + " " if hint else "")
             + "biased estimator? too few samples? (a missing term, samples not independent, or a wrong "
             "weight such as p/q inverted)",
