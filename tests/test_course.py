@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -89,3 +94,59 @@ def test_only_numbered_lectures_are_run(tmp_path):
 def test_no_matching_notebook_exits_with_a_message(tmp_path, capsys):
     code = course.main(["--lectures", str(tmp_path), "--out", str(tmp_path / "out")])
     assert code == 2 and "No notebook" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def budget_run(tmp_path_factory):
+    """--budget 8 over a notebook whose second cell sleeps a minute, and a second notebook after it."""
+    root = tmp_path_factory.mktemp("budget")
+    lectures = root / "lectures"
+    lectures.mkdir()
+    write_notebook(
+        lectures / "01_slow.ipynb", SETUP + "\nruntime.report_result('early', 1.0)",
+        "import time\ntime.sleep(60)", "runtime.report_result('late', 2.0)",
+    )
+    write_notebook(lectures / "02_after.ipynb", "print('ran')")
+    out = root / "build"
+    stdout = io.StringIO()
+    start = time.monotonic()
+    with contextlib.redirect_stdout(stdout):
+        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--budget", "8"])
+    return code, stdout.getvalue(), out, time.monotonic() - start
+
+
+def test_budget_stops_inside_a_cell_and_keeps_what_finished(budget_run):
+    code, stdout, out, seconds = budget_run
+    row = row_of(stdout, "01_slow")
+    assert "stopped: --budget spent in cell 2 of 3" in row, f"the sleeping cell was not stopped: {row}"
+    assert "early = 1" in row and "late" not in row, f"results before the stop should be kept, none after: {row}"
+    assert seconds < 40, f"--budget 8 let the run go on for {seconds:.0f} s"
+    assert code == 1, "a stopped notebook must make the exit code non-zero (the table is incomplete)"
+    executed = nbformat.read(out / "01_slow.ipynb", as_version=4)
+    assert executed.cells[0].outputs, "the finished cell's outputs were not saved"
+
+
+def test_notebooks_after_the_budget_are_reported_not_run(budget_run):
+    _, stdout, out, _ = budget_run
+    row = row_of(stdout, "02_after")
+    assert "stopped: --budget spent before cell 1" in row, f"a notebook after the budget was run: {row}"
+
+
+def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
+    write_notebook(tmp_path / "01_long.ipynb", "print('first cell done')", "import time\ntime.sleep(120)")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(tmp_path), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (out / "01_long.ipynb").exists():
+            time.sleep(0.5)
+        assert (out / "01_long.ipynb").exists(), "no executed copy while the notebook was running"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a job limit would
+        proc.wait()
+    saved = nbformat.read(out / "01_long.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for o in saved.cells[0].outputs)
+    assert "first cell done" in text, "a killed run lost the output of the cell that had finished"

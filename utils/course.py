@@ -3,17 +3,21 @@
     python -m utils.course                 # every lectures/*.ipynb in full mode (a GPU helps)
     python -m utils.course --fast          # DIGM_FAST=1: each notebook in about a minute on a CPU
     python -m utils.course --only 03 05    # lectures whose file names start with 03 or 05
+    python -m utils.course --budget 600    # stop after 10 minutes in all, keeping what was measured
 
 Executed notebooks go to ``build/course/`` and a table to ``build/course/results.md``: per notebook
 its status, seconds, device (read from the notebook's ``runtime.describe`` line) and the
 ``[result] name = value unit`` lines that ``runtime.report_result`` printed. A failing notebook is
-reported in the table and the run goes on; the exit code is 1 if any notebook failed.
+reported in the table and the run goes on; the exit code is 1 if any notebook failed or was stopped.
+The executed copy is rewritten after every cell, so a run that is killed (or stopped by ``--budget``)
+still leaves the outputs and results of the cells that finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import re
@@ -118,24 +122,44 @@ def kernel_env(fast: bool) -> dict[str, str]:
     return env
 
 
-def run_notebook(path: Path, out_dir: Path, *, fast: bool, timeout: int | None, kernel: str) -> NotebookRun:
-    """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``."""
+def run_notebook(
+    path: Path, out_dir: Path, *, fast: bool, timeout: int | None, kernel: str, deadline: float | None = None
+) -> NotebookRun:
+    """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``.
+
+    ``deadline`` (a ``time.monotonic()`` value) stops the run at that moment, inside a cell if need
+    be; the copy in ``out_dir`` is written after every cell, so what finished is kept either way.
+    """
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
     )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / path.name
     start = time.perf_counter()
     status = "ok"
+    index = 0
     try:
-        client.execute(env=kernel_env(fast))
+        with client.setup_kernel(env=kernel_env(fast)):
+            for index, cell in enumerate(nb.cells):
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
+                        break
+                    client.timeout = math.ceil(remaining if timeout is None else min(timeout, remaining))
+                client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                nbformat.write(nb, executed)
+    except CellTimeoutError as err:
+        over_budget = deadline is not None and time.monotonic() >= deadline - 1
+        status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}" if over_budget else _failure(err)
     except Exception as err:  # a failing notebook is a row in the table, not the end of the run
         status = _failure(err)
     seconds = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / path.name
     nbformat.write(nb, executed)
     device, results = parse_outputs(nb)
     return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
@@ -198,7 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=ROOT / "build" / "course", help="executed notebooks, results.md"
     )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    parser.add_argument(
+        "--budget", type=float, default=0, metavar="SECONDS",
+        help="stop the whole run after this many seconds, keeping finished cells (0: no limit)",
+    )
     args = parser.parse_args(argv)
+    if args.budget < 0:
+        parser.error(f"--budget must be a number of seconds >= 0, not {args.budget:g}")
+    deadline = time.monotonic() + args.budget if args.budget else None
     only = [p for item in args.only for p in item.split(",") if p]
     try:
         notebooks = find_lectures(args.lectures, only)
@@ -219,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = []
     for path in notebooks:
         print(f"  {path.name} ...", end=" ", flush=True)
-        run = run_notebook(path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel)
+        run = run_notebook(
+            path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel, deadline=deadline
+        )
         print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
         runs.append(run)
 
