@@ -47,6 +47,24 @@ c.Execute.extra_arguments = [
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"\w*Warning: "
 
+# nbgrader's Validator (JupyterLab's Validate button, `python -m utils.grading validate`) also fails
+# a test cell that writes to stderr, but it takes no preprocessors from configuration, so it cannot
+# drop warnings the way the autograder does. Its kernels print Python warnings to stdout instead;
+# otherwise a student is told "failed" for a cell that gets full points. Nested under Validator,
+# this leaves the autograder's kernel (and so the feedback, which must not show hidden test lines
+# that a warning quotes) as it is. Everything is bound as a default argument: the student's
+# namespace gets no new name that the autograder's kernel would lack.
+_PRINT_WARNINGS_TO_STDOUT = (
+    "__import__('warnings').showwarning = ("
+    "lambda message, category, filename, lineno, file=None, line=None,"
+    " warnings=__import__('warnings'), sys=__import__('sys'):"
+    " sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line)))"
+)
+c.Validator.Execute.extra_arguments = [
+    *c.Execute.extra_arguments,
+    f"--IPKernelApp.exec_lines={_PRINT_WARNINGS_TO_STDOUT}",
+]
+
 
 class WrappedFeedbackCSS(CSSHTMLHeaderPreprocessor):
     """nbconvert's page CSS plus wrapped long lines: an error message such as a check's "Likely

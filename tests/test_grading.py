@@ -14,14 +14,17 @@ import contextlib
 import copy
 import csv
 import datetime as dt
+import functools
 import html
 import io
 import json
+import logging
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -371,6 +374,37 @@ def test_validate_still_fails_a_test_cell_that_warns_and_raises(tmp_path):
     assert len(results.get("failed", [])) == 1, (
         f"the failing cell was not reported (are errors filtered with the warnings?): {results}"
     )
+
+
+def _lab_validate(notebook: Path) -> dict:
+    """What JupyterLab's Validate button reports: the code of nbgrader's server handler behind it,
+    without the web server around it. Like `make lab`, the server runs in the repository, where the
+    handler looks for nbgrader_config.py (the caller changes into it)."""
+    from nbgrader.server_extensions.validate_assignment.handlers import ValidateAssignmentHandler
+
+    handler = SimpleNamespace(root_dir=str(notebook.parent), log=logging.getLogger("lab-validate"))
+    handler.load_config = functools.partial(ValidateAssignmentHandler.load_config, handler)
+    reply = ValidateAssignmentHandler.validate_notebook(handler, notebook.name)
+    assert reply["success"], f"the Validate handler crashed:\n{reply['value']}"
+    return reply["value"]
+
+
+def test_lab_validate_button_passes_a_test_cell_that_only_prints_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    source = "import warnings\nwarnings.warn('harmless')"
+    results = _lab_validate(_one_test_cell_notebook(tmp_path / "warns.ipynb", source))
+    assert results == {}, (
+        "JupyterLab's Validate button reports a passing test cell that printed a UserWarning, which "
+        "the autograder gives full points (does nbgrader_config.py still send the Validator's "
+        f"warnings to stdout?): {results}"
+    )
+
+
+def test_lab_validate_button_still_fails_a_test_cell_that_warns_and_raises(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    source = "import warnings\nwarnings.warn('harmless')\nassert 1 + 1 == 3, 'wrong sum'"
+    results = _lab_validate(_one_test_cell_notebook(tmp_path / "fails.ipynb", source))
+    assert len(results.get("failed", [])) == 1, f"the Validate button missed the failing cell: {results}"
 
 
 def _grade_metadata(grade_id: str, points: float, *, solution: bool = False, locked: bool = True) -> dict:

@@ -756,8 +756,9 @@ def run_validation(notebook: str | os.PathLike, *, timeout: int | None = None) -
     cfg.Validator.log_level = "WARN"
     validator = KeepExecuted(config=cfg)
     # The autograder drops stderr warnings (IgnorePattern in nbgrader_config.py) before it scores a
-    # cell; nbgrader's Validator does not, so without this a test cell that passes but prints a
-    # warning would be reported as failing here and still get its points when graded.
+    # cell; nbgrader's Validator does not. Its kernel prints Python warnings to stdout (also
+    # nbgrader_config.py), and this drops the rest the same way the autograder does, e.g. a warning
+    # that a C library writes straight to stderr.
     validator.preprocessors = [*validator.preprocessors, IgnorePattern]
     results = validator.validate(str(path.resolve()))
     return Validation(path, results, validator.executed)
