@@ -640,3 +640,32 @@ def test_graph_mode_reads_the_scheduled_lr_on_every_replay():
 def test_graph_mode_schedule_matches_eager():
     gap = eager_graph_gap(lr_schedule=lambda step: 1e-2 * 0.7**step)
     assert gap < 1e-5, f"graph and eager differ by {gap} under the same schedule"
+
+
+class InterruptedTinyVAE(TinyVAE):
+    """TinyVAE whose loss raises KeyboardInterrupt (Jupyter's stop button) on its `at`-th call."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def loss(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().loss(x)
+
+
+def test_an_interrupt_stops_the_cell_but_keeps_weights_and_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    data, ckpt = toy_data(64), tmp_path / "run.pt"
+    model = InterruptedTinyVAE(at=11)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(KeyboardInterrupt):  # swallowed, the rest of the cell would report a finished run
+        quiet_fit(model, data, epochs=8, batch_size=16, checkpoint=ckpt, speed="eager")
+    assert "Interrupted at step 10 of 32" in capsys.readouterr().out, "no message saying where training stopped"
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the 10 steps taken were lost"
+    assert train.load_checkpoint(ckpt, TinyVAE())["step"] == 10, "the checkpoint does not hold the step reached"
+    model.at = 0  # no more interrupts: running the cell again resumes and finishes
+    history = quiet_fit(model, data, epochs=8, batch_size=16, checkpoint=ckpt, speed="eager")
+    assert history.steps[-1] == 32 and not history.interrupted, "the resumed run did not finish cleanly"

@@ -1037,6 +1037,9 @@ def fit(
     log_every: read the summed logged values back from the device every this many steps (default:
         about 100 log points per run). Each read waits for the device, so not every step.
 
+    An interrupt (Jupyter's stop button, Ctrl-C) saves the checkpoint, prints the step reached and
+    propagates, so the cell and "Run All" stop; the model keeps the weights it has reached.
+
     Raises NonFiniteLossError (a NaN/inf loss, naming the step and the last finite loss),
     ModelContractError (``loss`` returns no ``"loss"`` entry, or non-scalars), PermissionError (the
     checkpoint folder cannot be written), ValueError/TypeError for other bad arguments.
@@ -1097,6 +1100,7 @@ def fit(
             history = History.from_dict(extra["history"])
             seconds0 = history.seconds[-1] if history.seconds else 0.0
         _set_rng_state(extra.get("rng", {}))
+        history.interrupted = False  # continuing now; set again if this run is interrupted too
         history.notes.append(f"resumed from {ckpt} at step {step0}")
     seed = _data_seed(generator) if seed is None else int(seed)
     history.speed = mode
@@ -1162,12 +1166,18 @@ def fit(
                         pending = False
                     save(step)
     except KeyboardInterrupt:
+        # Stop like any interrupted cell (the rest of the cell and "Run All" must not go on as if
+        # training had finished), but keep the work: the model has its weights, the checkpoint its step.
         history.interrupted = True
         if pending:
             flush(step)
         if ckpt is not None:
             save(step)
-        progress_.say(f"Interrupted at step {step}; returning the history so far.")
+        print(
+            f"Interrupted at step {step} of {plan.total}; the model keeps the weights it has"
+            + (f", and {ckpt} resumes from here when the cell runs again." if ckpt is not None else ".")
+        )
+        raise
     finally:
         progress_.close(history)
         if isinstance(stepper, _GraphStepper) and hasattr(stepper, "graph"):
