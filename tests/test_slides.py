@@ -3,12 +3,15 @@
 The deck test builds lecture 01 (executed in FAST mode so its figures exist) with
 ``utils.slides``, serves the folder on a loopback port and opens it in headless Chromium with every
 request to another host aborted and recorded: reveal.js must start and MathJax must typeset with no
-network at all. Screenshots go to tests/artifacts/<test>/.
+network at all. The same deck is then shown slide by slide to check that no code or output block runs
+off a slide, and its index.html is opened to follow the link and press every key the page names.
+Screenshots go to tests/artifacts/<test>/.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import http.server
 import os
 import re
@@ -259,3 +262,246 @@ def test_deck_starts_reveal_and_renders_maths_offline(chromium, deck, deck_serve
     assert not remote, f"the deck tried to reach the network: {remote}"
     assert not failed, f"requests that failed (missing assets?): {failed}"
     assert not problems.all(), "browser console errors in the deck:\n" + "\n".join(problems.all())
+
+
+# --------------------------------------------------------------------------------------------
+# Presentable on a projector: nothing runs off a slide, and index.html is a page to start from
+
+
+def test_lecture_title_is_the_first_markdown_heading():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("# a comment, not a heading"),
+        nbformat.v4.new_markdown_cell("Some text first.\n\n## Week 07 · Flows *beyond* mean field ##\n# Later"),
+    ]
+    assert slides.lecture_title(notebook) == "Week 07 · Flows *beyond* mean field"
+    notebook.cells = [nbformat.v4.new_markdown_cell("#hashtag is not a heading")]
+    assert slides.lecture_title(notebook) is None
+
+
+def _index_entries(index_html: str) -> list[tuple[str, str, str]]:
+    """(href, number, title) of every deck entry of an index page, in page order."""
+    entries = re.findall(
+        r'<li class="deck"><a href="([^"]+)"><span class="deck-number">([^<]*)</span>'
+        r'<span class="deck-title">([^<]*)</span></a></li>',
+        index_html,
+    )
+    return [(html.unescape(h), n, html.unescape(t)) for h, n, t in entries]
+
+
+def test_index_lists_every_deck_with_its_number_and_title(tmp_path):
+    meta = slides.LECTURE_TITLE_META
+    (tmp_path / "12_structured.slides.html").write_text(
+        f'<html><head><meta content="Week 12 · Encoders &amp; decoders" name="{meta}"></head></html>'
+    )
+    (tmp_path / "03_vae.slides.html").write_text(
+        f'<html><head><meta name="{meta}" content="Variational autoencoders"></head></html>'
+    )
+    (tmp_path / "talk.slides.html").write_text("<html><head></head></html>")  # built before titles
+    page = slides.write_index(tmp_path, tmp_path.glob("*.slides.html")).read_text(encoding="utf-8")
+    assert _index_entries(page) == [
+        ("03_vae.slides.html", "03", "Variational autoencoders"),
+        ("12_structured.slides.html", "12", "Encoders & decoders"),  # the number has its own column
+        ("talk.slides.html", "", "talk"),
+    ], f"index.html does not list the three decks in order with number and title:\n{page}"
+    assert f"<h1>{slides.COURSE_TITLE}</h1>" in page, "index.html does not start with the course title"
+    for keys, _ in slides.PRESENTING_KEYS:
+        for key in keys:
+            assert f"<kbd>{html.escape(key)}</kbd>" in page, f"index.html does not show the {key!r} key"
+
+
+# Every leaf slide that holds code or outputs, shown one after the other through the URL; for each,
+# once MathJax has typeset it, the blocks that cannot be seen whole. A block may run below the slide
+# only when the slide scrolls; nothing may stick out sideways or be cut off by a box that hides
+# overflow, and the slide itself must lie inside the window. (Slides of Markdown only get the same
+# slide box; skipping them saves the MathJax wait of some 25 slides, about 9 s.)
+_BLOCKS_OFF_THE_SLIDE_JS = """async () => {
+    const BLOCKS = '.jp-InputArea-editor, .jp-InputArea-editor pre, .jp-OutputArea-output, '
+        + '.jp-OutputArea-output pre, .jp-OutputArea-output img, .jp-OutputArea-output table';
+    const frames = () => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    const at = r => `x ${Math.round(r.left)}..${Math.round(r.right)}, y ${Math.round(r.top)}..${Math.round(r.bottom)}`;
+    const clips = value => value === 'hidden' || value === 'clip';
+    const typeset = slide => {
+        const scripts = slide.querySelectorAll('script[type^="math/tex"]').length;
+        const shown = Array.from(slide.querySelectorAll('.MathJax_CHTML'))
+            .filter(m => m.getBoundingClientRect().width > 0).length;
+        return shown >= scripts;
+    };
+    const name = block => {
+        const text = (block.textContent || block.getAttribute('alt') || '').trim().slice(0, 40);
+        return `<${block.tagName.toLowerCase()} class="${block.className}"> "${text}"`;
+    };
+    function problemsOf(slide) {
+        const box = slide.getBoundingClientRect();
+        const problems = [];
+        if (box.left < -1 || box.top < -1 || box.right > innerWidth + 1 || box.bottom > innerHeight + 1)
+            problems.push(`the slide itself (${at(box)}) is not inside the ${innerWidth}x${innerHeight} window`);
+        const scrolls = ['auto', 'scroll'].includes(getComputedStyle(slide).overflowY);
+        for (const block of slide.querySelectorAll(BLOCKS)) {
+            const r = block.getBoundingClientRect();
+            if (r.width === 0 && r.height === 0) continue;
+            if (r.left < box.left - 1 || r.right > box.right + 1)
+                problems.push(`${name(block)} (${at(r)}) sticks out sideways from the slide (${at(box)})`);
+            if (r.bottom > box.bottom + 1 && !scrolls)
+                problems.push(`${name(block)} (${at(r)}) runs below the slide (${at(box)}), which does not scroll`);
+            const own = getComputedStyle(block);
+            if ((clips(own.overflowX) && block.scrollWidth > block.clientWidth + 1)
+                || (clips(own.overflowY) && block.scrollHeight > block.clientHeight + 1))
+                problems.push(`${name(block)} hides part of its content and does not scroll`);
+            for (let outer = block.parentElement; outer && outer !== slide; outer = outer.parentElement) {
+                const style = getComputedStyle(outer), edge = outer.getBoundingClientRect();
+                if ((clips(style.overflowX) && (r.left < edge.left - 1 || r.right > edge.right + 1))
+                    || (clips(style.overflowY) && (r.top < edge.top - 1 || r.bottom > edge.bottom + 1)))
+                    problems.push(`${name(block)} (${at(r)}) is cut off by <div class="${outer.className}"> (${at(edge)})`);
+            }
+        }
+        return problems;
+    }
+    const leaves = [];
+    document.querySelectorAll('.reveal .slides > section').forEach((top, h) => {
+        const inner = Array.from(top.querySelectorAll(':scope > section'));
+        (inner.length ? inner : [top]).forEach((slide, v) => {
+            if (slide.querySelector(BLOCKS)) leaves.push([slide, h, v]);
+        });
+    });
+    const found = [];
+    for (const [slide, h, v] of leaves) {
+        location.hash = `#/${h}/${v}`;
+        for (let i = 0; i < 120 && !(slide.classList.contains('present') && typeset(slide)); i++) await frames();
+        await frames();  // the deck re-lays a slide out after it grew
+        if (!slide.classList.contains('present')) { found.push(`${h}/${v}: reveal did not show it`); continue; }
+        for (const problem of problemsOf(slide)) found.push(`${h}/${v}: ${problem}`);
+    }
+    return {slides: leaves.length, found};
+}"""
+
+
+@pytest.mark.browser
+def test_code_and_outputs_stay_inside_every_slide(chromium, deck, deck_server, artifacts_dir):
+    # A laptop-shaped window: reveal scales the slide to fit it, so what fits here fits a projector.
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(f"{deck_server}/{deck.name}")
+        page.wait_for_selector(".reveal.ready", timeout=30_000)
+        result = page.evaluate(_BLOCKS_OFF_THE_SLIDE_JS)
+        found = result["found"]
+        if found:
+            page.goto(f"{deck_server}/{deck.name}#/{found[0].split(':')[0]}")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(artifacts_dir / "first_overflowing_slide.png"))
+    finally:
+        page.close()
+    assert result["slides"] >= 5, (
+        f"{deck.name} has {result['slides']} slides with code or outputs; was the lecture converted whole?"
+    )
+    assert not found, (
+        f"{len(found)} code/output block(s) of {deck.name} cannot be seen whole on a 1280x800 window "
+        "(the deck stylesheet or fitting script in utils/slides.py is not applied?); slide h/v: problem\n"
+        + "\n".join(found[:20])
+    )
+
+
+# The slide on show as [h, v], and the number of slides in each vertical stack.
+_POSITION_JS = """() => {
+    const tops = Array.from(document.querySelectorAll('.reveal .slides > section'));
+    const h = tops.findIndex(top => top.classList.contains('present'));
+    const inner = h < 0 ? [] : Array.from(tops[h].querySelectorAll(':scope > section'));
+    return [h, Math.max(inner.findIndex(slide => slide.classList.contains('present')), 0)];
+}"""
+_STACK_SIZES_JS = """() => Array.from(document.querySelectorAll('.reveal .slides > section'))
+    .map(top => Math.max(top.querySelectorAll(':scope > section').length, 1))"""
+
+
+def _go_to(page, h: int, v: int) -> None:
+    page.evaluate(f"location.hash = '#/{h}/{v}'")
+    page.wait_for_function(f"() => ({_POSITION_JS})().join('/') === '{h}/{v}'", timeout=5_000)
+
+
+def _moves_to(page, start, key, wanted, label) -> None:
+    """Press ``key`` on slide ``start``; the deck must show ``wanted`` ([h, v]; v None: any)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    _go_to(page, *start)
+    page.keyboard.press(key)
+    h, v = wanted
+    reached = f"([h, v]) => h === {h}" + (f" && v === {v}" if v is not None else "")
+    try:
+        page.wait_for_function(f"() => ({reached})(({_POSITION_JS})())", timeout=3_000)
+    except PlaywrightTimeoutError:
+        where = page.evaluate(_POSITION_JS)
+        pytest.fail(f"key {label} on slide {list(start)} went to {where}, expected {list(wanted)}")
+
+
+def _toggles(page, key, selector, label) -> None:
+    """Press ``key`` twice: ``selector`` must appear, then go again (reveal's on/off keys)."""
+    page.keyboard.press(key)
+    page.wait_for_selector(selector, state="attached", timeout=3_000)
+    page.keyboard.press(key)
+    page.wait_for_selector(selector, state="detached", timeout=3_000)
+
+
+def _check_key(page, label: str, stack: int, deck_name: str) -> None:
+    """What the key named ``label`` on index.html must do in the deck (``stack``: a vertical stack of 3+)."""
+    navigation = {  # label: (Playwright key, slide it must reach from [stack, 1])
+        "Space": ("Space", (stack, 2)),
+        "N": ("n", (stack, 2)),
+        "P": ("p", (stack, 0)),
+        "\u2192": ("ArrowRight", (stack + 1, None)),
+        "\u2190": ("ArrowLeft", (stack - 1, None)),
+        "\u2193": ("ArrowDown", (stack, 2)),
+        "\u2191": ("ArrowUp", (stack, 0)),
+    }
+    toggles = {"Esc": ("Escape", ".reveal.overview"), "O": ("o", ".reveal.overview"),
+               "B": ("b", ".reveal.paused"), ".": ("Period", ".reveal.paused")}
+    if label in navigation:
+        key, wanted = navigation[label]
+        _moves_to(page, (stack, 1), key, wanted, label)
+    elif label in toggles:
+        _toggles(page, *toggles[label], label)
+    elif label == "?":
+        page.keyboard.press("Shift+?")  # what a keyboard sends: reveal wants the shift with the "?"
+        page.wait_for_selector(".reveal .overlay-help", timeout=3_000)
+        page.keyboard.press("Escape")
+        page.wait_for_selector(".reveal .overlay-help", state="detached", timeout=3_000)
+    elif label == "F":
+        page.keyboard.press("f")
+        page.wait_for_function("() => document.fullscreenElement !== null", timeout=3_000)
+        page.evaluate("() => document.exitFullscreen()")
+    elif label == "S":
+        with page.expect_popup(timeout=10_000) as opened:
+            page.keyboard.press("s")
+        speaker = opened.value
+        speaker.wait_for_selector("#current-slide iframe", state="attached", timeout=10_000)
+        source = speaker.locator("#current-slide iframe").get_attribute("src") or ""
+        speaker.close()
+        assert deck_name in source, f"the speaker view (S) does not show the deck: iframe src {source!r}"
+    else:
+        pytest.fail(f"index.html names the key {label!r}, which this test does not know how to check")
+
+
+@pytest.mark.browser
+def test_index_links_each_deck_and_the_keys_it_names_work(chromium, deck, deck_server, artifacts_dir):
+    notebook = nbformat.read(sorted((REPO_ROOT / "lectures").glob(DECK_LECTURE))[0], as_version=4)
+    heading = slides.lecture_title(notebook)
+    entries = _index_entries((deck.parent / "index.html").read_text(encoding="utf-8"))
+    assert len(entries) == 1 and entries[0][0] == deck.name, f"index.html should list {deck.name} only: {entries}"
+    _, number, title = entries[0]
+    assert number == "01" and title and heading.endswith(title), (
+        f"index.html lists {deck.name} as {number!r} {title!r}; expected 01 and the end of its heading {heading!r}"
+    )
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(f"{deck_server}/index.html")
+        page.screenshot(path=str(artifacts_dir / "index.png"), full_page=True)
+        page.get_by_role("link", name=re.compile(re.escape(title))).click()
+        page.wait_for_selector(".reveal.ready", timeout=30_000)
+        assert urlparse(page.url).path == f"/{deck.name}", f"the index link opened {page.url}, not {deck.name}"
+        assert heading in page.title(), f"the deck's window title {page.title()!r} lacks {heading!r}"
+        stacks = page.evaluate(_STACK_SIZES_JS)
+        stack = next((h for h, size in enumerate(stacks) if h > 0 and size >= 3 and h + 1 < len(stacks)), None)
+        assert stack is not None, f"{deck.name} has no vertical stack of 3+ slides to try the keys on: {stacks}"
+        labels = [label for keys, _ in slides.PRESENTING_KEYS for label in keys]
+        for label in sorted(labels, key=lambda label: label == "S"):  # the speaker window last
+            _check_key(page, label, stack, deck.name)
+    finally:
+        page.close()

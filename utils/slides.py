@@ -14,6 +14,12 @@ it degrades to one flat page with raw LaTeX. Here those files come from pinned n
 (``package.json`` / ``package-lock.json`` in the repository root), installed once into
 ``build/npm`` and copied (only the parts a deck needs, about 4 MB) into ``<out>/assets``, so the
 output folder is self-contained: open a deck from ``file://`` or serve the folder.
+
+For a projector, the decks add their own stylesheet and a small script (``_DECK_CSS``, ``_DECK_JS``):
+16:9 slides, no "In [n]:" prompts, code and output blocks whose font shrinks until their longest
+line fits (then they scroll sideways), and slides taller than the screen that scroll inside the
+slide box instead of being cut off. ``index.html`` lists every deck by number and title, with the
+keys for presenting.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import argparse
 import hashlib
 import html
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -69,12 +77,175 @@ ASSET_URLS = {
     "jquery_url": "assets/jquery/dist/jquery.min.js",
 }
 
-# The stock template imports mermaid from a CDN in every deck; the lectures draw no mermaid
-# diagrams, so the block is dropped rather than left as a request that fails offline.
-_TEMPLATE_NAME = "digm_offline_reveal.html.j2"
-_TEMPLATE_SOURCE = """{%- extends 'index.html.j2' -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+# The slide's size in reveal's own pixels; reveal scales the whole slide to the screen. 16:9 is what
+# projectors and laptops show today, and 1280 px across holds a 110-character code line (ruff's limit
+# for the course) at a readable size once the "In [n]:" prompts are hidden.
+DECK_WIDTH, DECK_HEIGHT = 1280, 720
+# How far the deck script may shrink a code or output block's font to fit its longest line, before
+# the block scrolls sideways instead (below about 70% the code gets hard to read from the back row).
+CODE_MIN_SCALE = 0.7
+LECTURE_TITLE_META = "digm-lecture-title"
+
+# Our layer over nbconvert's and the theme's styles. Every rule starts with `.reveal .slides` so it
+# wins over the reveal theme, which the template links after this block. A slide never grows past
+# the slide box: a taller one scrolls inside it (mouse wheel or trackpad; the arrow keys still change
+# slides), and long code lines shrink or scroll inside their own block, not off the right edge.
+_DECK_CSS = """
+:root {
+  --jp-content-font-size1: 22px;
+  --jp-code-font-size: 18px;
+  --jp-cell-prompt-width: 0px;
+}
+.reveal .slides > section:not(.stack),
+.reveal .slides > section > section {
+  box-sizing: border-box;
+  max-height: 100%;
+  padding: 16px 12px;
+  overflow-x: hidden;
+  overflow-y: auto;
+}
+.reveal .slides section.digm-more-below::after {
+  /* a slide that scrolls says so: a fade and an arrow stay at its bottom edge until the end shows */
+  content: "\\25BE";
+  position: sticky;
+  bottom: 0;
+  display: block;
+  height: 36px;
+  margin-top: -36px;
+  text-align: center;
+  font-size: 28px;
+  line-height: 40px;
+  color: #777;
+  background: linear-gradient(rgba(255, 255, 255, 0), rgba(255, 255, 255, 0.95) 70%);
+  pointer-events: none;
+}
+.reveal .slides h1, .reveal .slides h2, .reveal .slides h3,
+.reveal .slides h4, .reveal .slides h5, .reveal .slides h6 {
+  text-transform: none;  /* the theme's capitals would also capitalise maths in a heading */
+}
+.reveal .slides .jp-InputPrompt,
+.reveal .slides .jp-OutputPrompt {
+  display: none;  /* execution counts mean nothing to an audience and cost a tenth of the width */
+}
+.reveal .slides .jp-InputArea-editor pre,
+.reveal .slides .jp-RenderedText > pre {
+  box-sizing: border-box;
+  width: 100%;
+  max-width: 100%;
+  margin: 0;
+  white-space: pre;
+  word-wrap: normal;
+  overflow-wrap: normal;
+  word-break: normal;
+  overflow-x: auto;
+  overflow-y: hidden;
+}
+.reveal .slides .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"] > pre,
+.reveal .slides .jp-RenderedText > pre.digm-wrapped {
+  white-space: pre-wrap;  /* warnings are prose: wrap them rather than shrink them */
+  overflow-wrap: anywhere;
+}
+.reveal .slides .jp-OutputArea-output {
+  max-width: 100%;
+  overflow-x: auto;
+}
+.reveal .slides .jp-RenderedHTMLCommon table {
+  display: block;
+  max-width: 100%;
+  overflow-x: auto;
+}
+.reveal .slides .jp-OutputArea-output img,
+.reveal .slides .jp-RenderedHTMLCommon img {
+  box-sizing: border-box;
+  max-width: 100%;
+  max-height: 600px;  /* a figure and a line of text above it fit on one 720 px slide */
+  width: auto;
+  height: auto;
+  object-fit: contain;
+}
 """
+
+# Runs after nbconvert's own start-up script, which has called Reveal.initialize.
+_DECK_JS = """
+(function (revealUrl, minScale) {
+  "use strict";
+  var CODE = ".jp-InputArea-editor pre";
+  var TEXT_OUTPUT = ".jp-RenderedText:not([data-mime-type='application/vnd.jupyter.stderr']) > pre";
+
+  // Shrink a block's font until its longest line fits, down to minScale of the stylesheet's size.
+  // Output still too wide is mostly prose (a check's message), so it wraps at full size instead;
+  // code keeps its lines and scrolls sideways.
+  function fitBlock(pre, wrapIfTooWide) {
+    pre.style.fontSize = "";
+    pre.classList.remove("digm-wrapped");
+    var size = parseFloat(getComputedStyle(pre).fontSize);
+    var smallest = size * minScale;
+    while (pre.scrollWidth > pre.clientWidth + 1 && size > smallest) {
+      size = Math.max(smallest, size * Math.min(pre.clientWidth / pre.scrollWidth, 0.97));
+      pre.style.fontSize = size + "px";
+    }
+    if (wrapIfTooWide && pre.scrollWidth > pre.clientWidth + 1) {
+      pre.style.fontSize = "";
+      pre.classList.add("digm-wrapped");
+    }
+  }
+
+  function markMoreBelow(slide) {
+    slide.classList.toggle("digm-more-below",
+      slide.scrollTop + slide.clientHeight < slide.scrollHeight - 2);
+  }
+
+  function start(Reveal) {
+    // Reveal centres a slide once, from its height when it is shown; MathJax (re)typesets it and
+    // its figures decode later. A slide that grew would then hang below the slide box, so it is
+    // laid out again whenever one of its cells changes size.
+    function relayout() {
+      Reveal.layout();
+      if (Reveal.getCurrentSlide()) { markMoreBelow(Reveal.getCurrentSlide()); }
+    }
+    var grown = window.ResizeObserver ? new ResizeObserver(relayout) : null;
+    function fitCurrentSlide() {
+      var slide = Reveal.getCurrentSlide();
+      if (!slide) { return; }
+      slide.querySelectorAll(CODE).forEach(function (pre) { fitBlock(pre, false); });
+      slide.querySelectorAll(TEXT_OUTPUT).forEach(function (pre) { fitBlock(pre, true); });
+      relayout();
+      if (grown) {
+        grown.disconnect();
+        Array.prototype.forEach.call(slide.children, function (cell) { grown.observe(cell); });
+      }
+    }
+    document.querySelectorAll(".reveal .slides section").forEach(function (slide) {
+      slide.addEventListener("scroll", function () { markMoreBelow(slide); }, {passive: true});
+    });
+    Reveal.addEventListener("slidechanged", fitCurrentSlide);
+    fitCurrentSlide();
+  }
+
+  require([revealUrl], function (Reveal) {
+    if (Reveal.isReady && Reveal.isReady()) { start(Reveal); }
+    else { Reveal.addEventListener("ready", function () { start(Reveal); }); }
+  });
+})
+"""
+
+# The stock template imports mermaid from a CDN in every deck; the lectures draw no mermaid
+# diagrams, so the block is dropped rather than left as a request that fails offline. The lecture's
+# title goes into a <meta> tag so index.html can list decks built in earlier runs too.
+_TEMPLATE_NAME = "digm_offline_reveal.html.j2"
+_TEMPLATE_SOURCE = (
+    "{%- extends 'index.html.j2' -%}\n"
+    "{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}\n"
+    "{%- block html_head_css -%}\n"
+    f'<meta name="{LECTURE_TITLE_META}" '
+    "content=\"{{ nb.metadata.get('title', '') | escape_html }}\">\n"
+    '<style type="text/css">{% raw %}' + _DECK_CSS + "{% endraw %}</style>\n"
+    "{%- endblock html_head_css -%}\n"
+    "{% block footer_js %}{{ super() }}\n"
+    "<script>{% raw %}" + _DECK_JS + "{% endraw %}"
+    f'("{{{{ resources.reveal.url_prefix }}}}/dist/reveal.js", {CODE_MIN_SCALE});</script>\n'
+    "{% endblock footer_js %}\n"
+)
 
 
 class SlidesError(RuntimeError):
@@ -218,7 +389,12 @@ def make_exporter():
         template_file=_TEMPLATE_NAME,
         reveal_theme=REVEAL_THEME,
         reveal_transition="none",
-        reveal_scroll=True,  # tall code cells scroll instead of running off the slide
+        reveal_number="c/t",  # "slide 14 of 42" lets the class say which slide a question is about
+        reveal_width=str(DECK_WIDTH),
+        reveal_height=str(DECK_HEIGHT),
+        # nbconvert's own scrolling sizes a tall slide to 95% of the window *before* reveal scales
+        # it, so on most screens its bottom is still cut off; the stylesheet above does it instead.
+        reveal_scroll=False,
         **ASSET_URLS,
     )
     return exporter
@@ -266,6 +442,8 @@ def build_deck(
                 "try --fast, or run it in JupyterLab to see which cell."
             ) from None
     flatten_widget_outputs(notebook)
+    # The browser tab, the speaker view and index.html show the lecture's own title.
+    notebook.metadata.setdefault("title", lecture_title(notebook) or notebook_path.stem)
     exporter = exporter or make_exporter()
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": notebook_path.stem}})
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,16 +452,114 @@ def build_deck(
     return target
 
 
+COURSE_TITLE = "Differentiable Inference and Generative Models"
+
+# What reveal.js 4.0.2 and its notes plugin bind, as (keys, what they do) for index.html; each key is
+# pressed in tests/test_slides.py. The lectures put most steps on vertical subslides, so Space, not the
+# right arrow, walks through every slide in order.
+PRESENTING_KEYS = (
+    (("Space", "N"), "next slide, in order"),
+    (("P",), "previous slide"),
+    (("\u2192", "\u2190"), "next / previous section"),
+    (("\u2193", "\u2191"), "down / up within a section"),
+    (("F",), "full screen"),
+    (("S",), "speaker view in a second window: timer, upcoming slide, notes (allow pop-ups)"),
+    (("Esc", "O"), "overview of all slides (press again to leave)"),
+    (("B", "."), "black screen, to pause (press again to resume)"),
+    (("?",), "list of all keys"),
+)
+
+_INDEX_CSS = """
+body { font-family: "Source Sans Pro", Helvetica, Arial, sans-serif; color: #222; margin: 0;
+       line-height: 1.45; background: #fafafa; }
+main { max-width: 52rem; margin: 0 auto; padding: 2.5rem 1.5rem; }
+h1 { font-size: 2.1rem; margin: 0 0 0.3rem; }
+.subtitle { color: #555; margin: 0 0 2rem; }
+ol.decks { list-style: none; padding: 0; margin: 0 0 2.5rem; }
+ol.decks li a { display: flex; gap: 1rem; align-items: baseline; padding: 0.8rem 1rem; margin: 0.4rem 0;
+                background: #fff; border: 1px solid #ddd; border-radius: 6px; color: inherit;
+                text-decoration: none; font-size: 1.2rem; }
+ol.decks li a:hover, ol.decks li a:focus { border-color: #2a76dd; box-shadow: 0 1px 4px rgba(0,0,0,.12); }
+.deck-number { font-weight: 600; color: #2a76dd; min-width: 2.2rem; }
+table.keys { border-collapse: collapse; }
+table.keys td { padding: 0.25rem 1rem 0.25rem 0; vertical-align: top; }
+kbd { font-family: monospace; background: #fff; border: 1px solid #bbb; border-radius: 4px;
+      padding: 0.05rem 0.4rem; white-space: nowrap; }
+"""
+
+
+def lecture_title(notebook: nbformat.NotebookNode) -> str | None:
+    """The text of the notebook's first Markdown heading, or None when it has none."""
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            match = re.match(r"#{1,6}\s+(.+?)\s*#*\s*$", line)
+            if match:
+                return match.group(1)
+    return None
+
+
+class _TitleMetaParser(HTMLParser):
+    """Finds the content of the lecture-title <meta> tag, whatever order its attributes are in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "meta" and values.get("name") == LECTURE_TITLE_META:
+            self.title = (values.get("content") or "").strip()
+
+
+def deck_title(deck: Path) -> str:
+    """The lecture title ``build_deck`` wrote into a deck, or its file stem for a deck without one."""
+    parser = _TitleMetaParser()
+    parser.feed(deck.read_text(encoding="utf-8", errors="replace"))
+    return parser.title or deck.name.removesuffix(".slides.html")
+
+
+def _index_entry(deck: Path) -> str:
+    stem = deck.name.removesuffix(".slides.html")
+    number = re.match(r"\d+", stem)
+    title = deck_title(deck)
+    if number:  # "Week 01 · Foo" -> "Foo": the number has a column of its own
+        title = re.sub(r"^(?:week|lecture)\s*0*\d+\s*[\u00b7:.\u2013\u2014-]\s*", "", title, flags=re.I) or title
+    return (
+        f'  <li class="deck"><a href="{html.escape(deck.name)}">'
+        f'<span class="deck-number">{html.escape(number.group(0) if number else "")}</span>'
+        f'<span class="deck-title">{html.escape(title)}</span></a></li>'
+    )
+
+
 def write_index(out_dir: Path, decks: Iterable[Path]) -> Path:
-    """A plain ``index.html`` linking every deck in ``out_dir``."""
-    items = "\n".join(
-        f'  <li><a href="{html.escape(deck.name)}">{html.escape(deck.name.removesuffix(".slides.html"))}</a></li>'
-        for deck in sorted(decks)
+    """Write ``out_dir/index.html``: the course title, one link per deck (number and title), the keys."""
+    entries = "\n".join(_index_entry(deck) for deck in sorted(decks))
+    keys = "\n".join(
+        f"  <tr><td>{' '.join(f'<kbd>{html.escape(key)}</kbd>' for key in keys)}</td>"
+        f"<td>{html.escape(action)}</td></tr>"
+        for keys, action in PRESENTING_KEYS
     )
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Lecture slides</title></head>\n'
-        f"<body><h1>Lecture slides</h1>\n<ul>\n{items}\n</ul></body></html>\n"
-    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(COURSE_TITLE)}: lecture slides</title>
+<style>{_INDEX_CSS}</style></head>
+<body><main>
+<h1>{html.escape(COURSE_TITLE)}</h1>
+<p class="subtitle">Lecture slides. Every deck works offline: open it from this folder, no server needed.</p>
+<ol class="decks">
+{entries}
+</ol>
+<h2>Presenting</h2>
+<p>Open a deck, press <kbd>F</kbd> for full screen. A slide taller than the screen scrolls with the
+mouse wheel or trackpad; long code lines shrink to fit, or scroll sideways inside their box.</p>
+<table class="keys">
+{keys}
+</table>
+</main></body></html>
+"""
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
@@ -364,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlidesError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{len(decks)} deck(s) in {args.out} (open index.html; arrow keys move, S opens speaker notes)")
+    print(f"{len(decks)} deck(s) in {args.out} (open index.html: the lectures and the keys for presenting)")
     return 0
 
 
