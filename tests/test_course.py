@@ -96,6 +96,17 @@ def test_no_matching_notebook_exits_with_a_message(tmp_path, capsys):
     assert code == 2 and "No notebook" in capsys.readouterr().err
 
 
+WIND_UP = """import pathlib
+import time
+
+try:
+    time.sleep(60)
+except KeyboardInterrupt:  # like fit saving its checkpoint: clean-up that takes a few seconds
+    time.sleep(4)
+    pathlib.Path("wound_up.txt").write_text("checkpoint saved")
+    raise"""
+
+
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory):
     """--budget 8 over a notebook whose second cell sleeps a minute, and a second notebook after it."""
@@ -103,8 +114,10 @@ def budget_run(tmp_path_factory):
     lectures = root / "lectures"
     lectures.mkdir()
     write_notebook(
-        lectures / "01_slow.ipynb", SETUP + "\nruntime.report_result('early', 1.0)",
-        "import time\ntime.sleep(60)", "runtime.report_result('late', 2.0)",
+        lectures / "01_slow.ipynb",
+        SETUP + "\nruntime.report_result('early', 1.0)\nimport ipywidgets\nipywidgets.IntSlider(3)",
+        WIND_UP,
+        "runtime.report_result('late', 2.0)",
     )
     write_notebook(lectures / "02_after.ipynb", "print('ran')")
     out = root / "build"
@@ -112,11 +125,11 @@ def budget_run(tmp_path_factory):
     start = time.monotonic()
     with contextlib.redirect_stdout(stdout):
         code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--budget", "8"])
-    return code, stdout.getvalue(), out, time.monotonic() - start
+    return code, stdout.getvalue(), out, time.monotonic() - start, lectures
 
 
 def test_budget_stops_inside_a_cell_and_keeps_what_finished(budget_run):
-    code, stdout, out, seconds = budget_run
+    code, stdout, out, seconds, _ = budget_run
     row = row_of(stdout, "01_slow")
     assert "stopped: --budget spent in cell 2 of 3" in row, f"the sleeping cell was not stopped: {row}"
     assert "early = 1" in row and "late" not in row, f"results before the stop should be kept, none after: {row}"
@@ -126,10 +139,29 @@ def test_budget_stops_inside_a_cell_and_keeps_what_finished(budget_run):
     assert executed.cells[0].outputs, "the finished cell's outputs were not saved"
 
 
+def test_budget_interrupts_the_cell_and_lets_it_wind_up(budget_run):
+    _, _, out, _, lectures = budget_run
+    marker = lectures / "wound_up.txt"
+    assert marker.exists(), (
+        "the stopped cell got no KeyboardInterrupt, or was killed during its 4 s of clean-up "
+        "(a training cell would lose the checkpoint it saves when interrupted)"
+    )
+    errors = [o for o in nbformat.read(out / "01_slow.ipynb", as_version=4).cells[1].outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "KeyboardInterrupt", f"the cell did not end with the interrupt: {errors}"
+
+
+def test_executed_copies_keep_widget_state(budget_run):
+    _, _, out, _, _ = budget_run
+    executed = nbformat.read(out / "01_slow.ipynb", as_version=4)
+    state = executed.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    assert state.get("state"), "the executed copy lost its widget state: widgets show 'model not found' and slides a placeholder"
+
+
 def test_notebooks_after_the_budget_are_reported_not_run(budget_run):
-    _, stdout, out, _ = budget_run
+    _, stdout, out, _, _ = budget_run
     row = row_of(stdout, "02_after")
-    assert "stopped: --budget spent before cell 1" in row, f"a notebook after the budget was run: {row}"
+    assert "stopped: --budget spent before it started" in row, f"a notebook after the budget was run: {row}"
+    assert (out / "02_after.ipynb").exists(), "the notebook that was not run has no copy in the output folder"
 
 
 def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
@@ -145,7 +177,7 @@ def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
             time.sleep(0.5)
         assert (out / "01_long.ipynb").exists(), "no executed copy while the notebook was running"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a job limit would
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner, as a job limit would (its kernel then exits by itself)
         proc.wait()
     saved = nbformat.read(out / "01_long.ipynb", as_version=4)
     text = "".join(o.get("text", "") for o in saved.cells[0].outputs)

@@ -16,12 +16,15 @@ still leaves the outputs and results of the cells that finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import math
 import os
 import platform
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,47 +125,83 @@ def kernel_env(fast: bool) -> dict[str, str]:
     return env
 
 
+# After --budget interrupts a cell, how long the cell may take to wind up (a training loop saves
+# its checkpoint) before the kernel is shut down regardless.
+INTERRUPT_GRACE = 60
+
+
 def run_notebook(
     path: Path, out_dir: Path, *, fast: bool, timeout: int | None, kernel: str, deadline: float | None = None
 ) -> NotebookRun:
     """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``.
 
-    ``deadline`` (a ``time.monotonic()`` value) stops the run at that moment, inside a cell if need
-    be; the copy in ``out_dir`` is written after every cell, so what finished is kept either way.
+    ``deadline`` (a ``time.monotonic()`` value) interrupts the running cell at that moment, as the
+    stop button would, and gives it INTERRUPT_GRACE seconds to wind up. The copy in ``out_dir`` is
+    written after every cell, so what finished is kept either way.
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nbformat.read(path, as_version=4)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / path.name
+    if deadline is not None and time.monotonic() >= deadline:
+        nbformat.write(nb, executed)
+        return NotebookRun(path.stem, "stopped: --budget spent before it started", 0.0, _runner_device())
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / path.name
+
+    def save() -> None:
+        client.set_widgets_metadata()  # widget state, so the copy shows (and the slides keep) its widgets
+        nbformat.write(nb, executed)
+
     start = time.perf_counter()
     status = "ok"
     index = 0
     try:
         with client.setup_kernel(env=kernel_env(fast)):
-            for index, cell in enumerate(nb.cells):
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
-                        break
-                    client.timeout = math.ceil(remaining if timeout is None else min(timeout, remaining))
-                client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                nbformat.write(nb, executed)
-    except CellTimeoutError as err:
-        over_budget = deadline is not None and time.monotonic() >= deadline - 1
+            alarm = _interrupt_at(deadline, client.km.provisioner.pid) if deadline is not None else None
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if deadline is not None:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
+                            break
+                        limit = remaining + INTERRUPT_GRACE
+                        client.timeout = math.ceil(limit if timeout is None else min(timeout, limit))
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                    save()
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
+    except (CellExecutionError, CellTimeoutError) as err:
+        over_budget = deadline is not None and time.monotonic() >= deadline
         status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}" if over_budget else _failure(err)
     except Exception as err:  # a failing notebook is a row in the table, not the end of the run
         status = _failure(err)
     seconds = time.perf_counter() - start
-    nbformat.write(nb, executed)
+    save()
     device, results = parse_outputs(nb)
     return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
+
+
+def _interrupt_at(deadline: float, pid: int | None) -> threading.Timer | None:
+    """Send the kernel SIGINT (what Jupyter's stop button sends) at ``deadline``: the running cell
+    ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
+    if pid is None or not hasattr(signal, "SIGINT"):
+        return None
+
+    def interrupt() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+
+    alarm = threading.Timer(max(0.0, deadline - time.monotonic()), interrupt)
+    alarm.daemon = True
+    alarm.start()
+    return alarm
 
 
 def _runner_device() -> str:
