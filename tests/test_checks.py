@@ -298,6 +298,12 @@ def test_check_estimator_still_catches_one_biased_entry_among_many():
         checks.check_estimator(lambda m: torch.randn(m, 20, generator=g) + shift, 0.0)
 
 
+def test_check_estimator_per_entry_level_stays_finite_for_a_huge_z():
+    g = torch.Generator().manual_seed(6)
+    with pytest.raises(CheckError, match="per entry"):  # a bias of about 100 standard errors
+        checks.check_estimator(lambda m: torch.randn(m, 5, generator=g) + 1.0, 0.0, z=40.0)
+
+
 def test_check_estimator_names_averaging_inside_sample_fn():
     with pytest.raises(CheckError, match="averaging inside"):
         checks.check_estimator(lambda m: torch.randn(m).mean(), expected=0.0)
