@@ -16,17 +16,21 @@
 #                         executed notebook and results.md (issue 4: VAE and IWAE k=50 test nats)
 #   5. course03/          the same for lecture 03 (the VAE trained longer, the 2-D and deconv models)
 #   6. trainer_conv.md    the same benchmark for the convolutional VAE, if time is left
-# Training checkpoints of the lectures are written to $OUT/checkpoints. If a run is cut off, copy
-# them back into lectures/checkpoints/ here and carry that folder: the next run resumes them.
+# The lectures checkpoint their training in lectures/checkpoints/ (kept there); after every step
+# they are also copied to $OUT/checkpoints. If a run is cut off, put those files back into
+# lectures/checkpoints/ on the machine that sends the working tree and carry that folder: the next
+# run resumes them. A step's own output is in $OUT/<step>.txt, the log of the steps in session.log.
 set -uo pipefail
 
 TOTAL=${1:-540}
 OUT=${OUT:-build/gpu_session}
-mkdir -p "$OUT"
+mkdir -p "$OUT/checkpoints"
 OUT=$(cd "$OUT" && pwd)
 start=$SECONDS
 left() { echo $((TOTAL - (SECONDS - start))); }
-log() { echo "[gpu_session +$((SECONDS - start))s] $*" | tee -a "$OUT/session.log"; }
+log() { echo "[gpu_session +$((SECONDS - start))s] $*" | tee -a "$OUT/session.log" >&2; }
+save_checkpoints() { [ -d lectures/checkpoints ] && cp -a lectures/checkpoints/. "$OUT/checkpoints/"; return 0; }
+trap save_checkpoints EXIT
 
 if [ -f .device/env.sh ]; then
   # shellcheck disable=SC1091
@@ -40,48 +44,47 @@ PY=${PYTHON:-python3}
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
 } > "$OUT/gpu.txt" 2>&1
 log "$(tail -n 1 "$OUT/gpu.txt")"
+[ -d lectures/checkpoints ] && log "resuming from $(ls lectures/checkpoints | wc -l) carried checkpoint file(s)"
 
-# Lectures write checkpoints to lectures/checkpoints (relative to the notebook): send them to $OUT,
-# after copying any carried from an earlier, cut-off run.
-mkdir -p "$OUT/checkpoints"
-if [ -d lectures/checkpoints ] && [ ! -L lectures/checkpoints ]; then
-  cp -a lectures/checkpoints/. "$OUT/checkpoints/" && rm -rf lectures/checkpoints
-  log "resuming from $(ls "$OUT/checkpoints" | wc -l) carried checkpoint file(s)"
-fi
-ln -sfn "$OUT/checkpoints" lectures/checkpoints
-
-step() {  # step NAME MIN_SECONDS MAX_SECONDS command...: run with a limit of min(MAX, time left)
-  local name=$1 min=$2 max=$3
-  shift 3
-  local limit
+step() {  # step NAME MIN_SECONDS MAX_SECONDS OUTPUT command...: run under min(MAX, time left) seconds
+  local name=$1 min=$2 max=$3 output=$4
+  shift 4
+  local limit rc
   limit=$(left)
   [ "$limit" -gt "$max" ] && limit=$max
   if [ "$limit" -lt "$min" ]; then
     log "$name: skipped, $(left) s left"
     return 0
   fi
-  log "$name: up to $limit s"
-  timeout --kill-after=10 "$limit" "$@"
-  local rc=$?
-  log "$name: exit $rc$([ $rc -eq 124 ] && echo ' (time limit)')"
+  log "$name: up to $limit s -> $output"
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/$output" 2>&1
+  rc=$?
+  case $rc in
+    0) log "$name: done" ;;
+    124 | 137) log "$name: stopped by its time limit ($limit s; exit $rc)" ;;
+    *) log "$name: exit $rc" ;;
+  esac
+  save_checkpoints
 }
 
-step "CUDA tests" 30 120 "$PY" -m pytest -q -rs -p no:cacheprovider -p no:nbval \
-  tests/test_train.py tests/test_models.py tests/test_metrics.py > "$OUT/cuda_tests.txt" 2>&1
-tail -n 3 "$OUT/cuda_tests.txt" | tee -a "$OUT/session.log"
+step "CUDA tests" 30 120 cuda_tests.txt "$PY" -m pytest -v -rs -p no:cacheprovider -p no:nbval \
+  tests/test_train.py tests/test_models.py tests/test_metrics.py
+grep -E "CUDA|cuda|graph" "$OUT/cuda_tests.txt" | grep -E "PASSED|FAILED|ERROR" | tee -a "$OUT/session.log" >&2
+tail -n 1 "$OUT/cuda_tests.txt" | tee -a "$OUT/session.log" >&2
 
-step "trainer benchmark (mlp)" 40 120 "$PY" tests/benchmarks/bench_trainer.py --device cuda --model mlp \
-  --repeats 2 --markdown "$OUT/trainer_mlp.md" > "$OUT/trainer_mlp.txt" 2>&1
+step "trainer benchmark (mlp)" 40 120 trainer_mlp.txt "$PY" tests/benchmarks/bench_trainer.py --device cuda \
+  --model mlp --repeats 2 --markdown "$OUT/trainer_mlp.md"
 
-# Each course run stops itself at its budget (keeping finished cells); 60 s stay for the conv benchmark.
+# Each course run stops itself at its budget (interrupting the cell, keeping finished cells; exit 1
+# then, as for a failure: the table says which). 60 s stay for the conv benchmark.
 # Lecture 04 first: it reports both targets (VAE and IWAE, k = 50); lecture 03 trains the VAE longer.
 for lecture in 04 03; do
-  budget=$(($(left) - 60))
-  step "lecture $lecture, full mode" 120 100000 env DIGM_REQUIRE_FULL=1 "$PY" -m utils.course --only "$lecture" \
-    --budget "$budget" --out "$OUT/course$lecture" > "$OUT/course$lecture.txt" 2>&1
-  grep -s '^| 0' "$OUT/course$lecture.txt" | tee -a "$OUT/session.log"
+  budget=$(($(left) - 60 - 70))  # 70 s: the cell's 60 s to wind up after the interrupt, and the kernel's exit
+  step "lecture $lecture, full mode" 190 100000 "course$lecture.txt" env DIGM_REQUIRE_FULL=1 \
+    "$PY" -m utils.course --only "$lecture" --budget "$budget" --out "$OUT/course$lecture"
+  grep -s '^| 0' "$OUT/course$lecture.txt" | tee -a "$OUT/session.log" >&2
 done
 
-step "trainer benchmark (conv)" 40 100 "$PY" tests/benchmarks/bench_trainer.py --device cuda --model conv \
-  --markdown "$OUT/trainer_conv.md" > "$OUT/trainer_conv.txt" 2>&1
+step "trainer benchmark (conv)" 40 100 trainer_conv.txt "$PY" tests/benchmarks/bench_trainer.py --device cuda \
+  --model conv --markdown "$OUT/trainer_conv.md"
 log "done; $(du -sh "$OUT" | cut -f1) in $OUT"
