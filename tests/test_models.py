@@ -283,6 +283,14 @@ def test_vae_loss_accepts_a_tuple_and_image_shaped_uint8_data():
     )
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_vae_loss_rejects_raw_0_to_255_images_with_a_clear_error(mode):
+    vae = _tiny_vae().train(mode == "train")
+    raw = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)  # MNIST as stored, not divided by 255
+    with pytest.raises(ValueError, match="divide by 255"):
+        vae.loss(raw)
+
+
 def test_vae_iwae_loss_with_one_sample_equals_the_elbo_loss():
     x = torch.rand(8, 784)
     elbo_model, iwae_model = _tiny_vae(k=1, bound="elbo"), _tiny_vae(k=1, bound="iwae")

@@ -449,6 +449,15 @@ class VAE(nn.Module):
         if x.dim() > 2:  # images [B, 28, 28] or [B, 1, 28, 28]
             x = x.flatten(1)
         if not x.is_floating_point():
+            # Raw uint8 images (0..255) would make torch.bernoulli fail (a device-side assert on a GPU,
+            # which ends the CUDA session) or, in eval mode, give a meaningless likelihood. Binary 0/1
+            # integers are fine. The check reads one number back, so not while a CUDA graph records.
+            capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+            if not capturing and x.numel() and int(x.max()) > 1:
+                raise ValueError(
+                    f"VAE expects pixel intensities in [0, 1] or binary 0/1 data, got {x.dtype} values up to "
+                    f"{int(x.max())}: divide by 255 first (utils.data.mnist_vectors returns [0, 1] floats)."
+                )
             x = x.to(torch.get_default_dtype())
         if self.binarize and self.training:
             x = torch.bernoulli(x)
