@@ -182,3 +182,33 @@ def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
     saved = nbformat.read(out / "01_long.ipynb", as_version=4)
     text = "".join(o.get("text", "") for o in saved.cells[0].outputs)
     assert "first cell done" in text, "a killed run lost the output of the cell that had finished"
+
+
+def test_ctrl_c_interrupts_the_cell_keeps_the_table_and_skips_the_rest(tmp_path):
+    """Ctrl-C on `make course` reaches the runner only (the kernel has its own session): it must pass the
+    interrupt on, let the cell wind up, write the table, and not start the next notebook."""
+    write_notebook(tmp_path / "01_slow.ipynb", "print('first cell done')", WIND_UP, "print('late')")
+    write_notebook(tmp_path / "02_after.ipynb", "print('ran')")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(tmp_path), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (out / "01_slow.ipynb").exists():
+            time.sleep(0.5)
+        assert (out / "01_slow.ipynb").exists(), "the first cell never finished"
+        time.sleep(3)  # the sleeping cell is running now
+        proc.send_signal(signal.SIGINT)  # what the terminal sends the runner on Ctrl-C
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, f"Ctrl-C should end the run with exit code 130, got {proc.returncode}:\n{stderr[-2000:]}"
+    assert (tmp_path / "wound_up.txt").exists(), "the cell got no KeyboardInterrupt, or was killed before it wound up"
+    table = (out / "results.md").read_text()
+    assert "stopped: Ctrl-C in cell 2 of 3" in row_of(table, "01_slow"), f"wrong status after Ctrl-C:\n{table}"
+    assert "stopped: Ctrl-C before it started" in row_of(table, "02_after"), f"the next notebook was run:\n{table}"
+    assert "Ctrl-C again stops at once" in stderr, "the user was not told what the first Ctrl-C does"

@@ -10,7 +10,9 @@ its status, seconds, device (read from the notebook's ``runtime.describe`` line)
 ``[result] name = value unit`` lines that ``runtime.report_result`` printed. A failing notebook is
 reported in the table and the run goes on; the exit code is 1 if any notebook failed or was stopped.
 The executed copy is rewritten after every cell, so a run that is killed (or stopped by ``--budget``)
-still leaves the outputs and results of the cells that finished.
+still leaves the outputs and results of the cells that finished. Ctrl-C stops the run the way the
+budget does: the running cell is interrupted as by the stop button and may wind up (a training cell
+saves its checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def kernel_env(fast: bool) -> dict[str, str]:
     return env
 
 
+CTRL_C = "stopped: Ctrl-C"  # status prefix of a notebook the user stopped
+
 # After --budget interrupts a cell, how long the cell may take to wind up (a training loop saves
 # its checkpoint) before the kernel is shut down regardless.
 INTERRUPT_GRACE = 60
@@ -144,11 +148,10 @@ def run_notebook(
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nbformat.read(path, as_version=4)
+    if deadline is not None and time.monotonic() >= deadline:
+        return not_started(path, out_dir, "stopped: --budget spent before it started")
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / path.name
-    if deadline is not None and time.monotonic() >= deadline:
-        nbformat.write(nb, executed)
-        return NotebookRun(path.stem, "stopped: --budget spent before it started", 0.0, _runner_device())
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
     )
@@ -160,32 +163,78 @@ def run_notebook(
     start = time.perf_counter()
     status = "ok"
     index = 0
+    pressed = threading.Event()  # set by Ctrl-C
     try:
         with client.setup_kernel(env=kernel_env(fast)):
-            alarm = _interrupt_at(deadline, client.km.provisioner.pid) if deadline is not None else None
+            pid = client.km.provisioner.pid
+            alarm = _interrupt_at(deadline, pid) if deadline is not None else None
             try:
-                for index, cell in enumerate(nb.cells):
-                    if deadline is not None:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
+                with _ctrl_c_interrupts(pid, pressed):
+                    for index, cell in enumerate(nb.cells):
+                        if pressed.is_set():
+                            status = f"{CTRL_C} before cell {index + 1} of {len(nb.cells)}"
                             break
-                        limit = remaining + INTERRUPT_GRACE
-                        client.timeout = math.ceil(limit if timeout is None else min(timeout, limit))
-                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                    save()
+                        if deadline is not None:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
+                                break
+                            limit = remaining + INTERRUPT_GRACE
+                            client.timeout = math.ceil(limit if timeout is None else min(timeout, limit))
+                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                        save()
             finally:
                 if alarm is not None:
                     alarm.cancel()
     except (CellExecutionError, CellTimeoutError) as err:
         over_budget = deadline is not None and time.monotonic() >= deadline
-        status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}" if over_budget else _failure(err)
+        if pressed.is_set():
+            status = f"{CTRL_C} in cell {index + 1} of {len(nb.cells)}"
+        elif over_budget:
+            status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}"
+        else:
+            status = _failure(err)
     except Exception as err:  # a failing notebook is a row in the table, not the end of the run
         status = _failure(err)
     seconds = time.perf_counter() - start
     save()
     device, results = parse_outputs(nb)
     return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
+
+
+def not_started(path: Path, out_dir: Path, status: str) -> NotebookRun:
+    """The row of a notebook the run stopped before: its unexecuted copy goes to ``out_dir`` too."""
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.read(path, as_version=4), out_dir / path.name)
+    return NotebookRun(path.stem, status, 0.0, _runner_device())
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts(pid: int | None, pressed: threading.Event):
+    """While running cells, the first Ctrl-C interrupts the kernel (the stop button) and sets ``pressed``
+    instead of killing the run, so the cell can wind up and its outputs are kept; the second one raises
+    KeyboardInterrupt as usual. The kernel runs in its own session, so the terminal's Ctrl-C misses it."""
+    if pid is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first_ctrl_c(signum, frame) -> None:
+        pressed.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "\nCtrl-C: interrupting the running cell and stopping after it winds up (a training cell saves its "
+            "checkpoint); Ctrl-C again stops at once.", file=sys.stderr, flush=True,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, first_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt_at(deadline: float, pid: int | None) -> threading.Timer | None:
@@ -288,10 +337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     runs = []
     for path in notebooks:
+        if runs and runs[-1].status.startswith(CTRL_C):
+            runs.append(not_started(path, args.out, f"{CTRL_C} before it started"))
+            continue
         print(f"  {path.name} ...", end=" ", flush=True)
-        run = run_notebook(
-            path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel, deadline=deadline
-        )
+        try:
+            run = run_notebook(
+                path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel, deadline=deadline
+            )
+        except KeyboardInterrupt:  # the second Ctrl-C (or one before the first cell): no table
+            print(f"\nStopped by Ctrl-C; {args.out / path.name} keeps the cells that finished.", file=sys.stderr)
+            return 130
         print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
         runs.append(run)
 
@@ -301,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "results.md").write_text(text)
     print("\n" + results_table(runs))
     print(f"\nwritten: {args.out / 'results.md'}")
+    if any(r.status.startswith(CTRL_C) for r in runs):
+        return 130  # what a shell reports for Ctrl-C
     return 0 if all(r.ok for r in runs) else 1
 
 
