@@ -212,3 +212,27 @@ def test_ctrl_c_interrupts_the_cell_keeps_the_table_and_skips_the_rest(tmp_path)
     assert "stopped: Ctrl-C in cell 2 of 3" in row_of(table, "01_slow"), f"wrong status after Ctrl-C:\n{table}"
     assert "stopped: Ctrl-C before it started" in row_of(table, "02_after"), f"the next notebook was run:\n{table}"
     assert "Ctrl-C again stops at once" in stderr, "the user was not told what the first Ctrl-C does"
+
+
+def test_a_cell_past_timeout_is_interrupted_and_winds_up(tmp_path):
+    """A cell over --timeout used to fail the notebook with its kernel shut down, which left a training cell
+    only jupyter_client's 5 s shutdown wait to save its checkpoint. It must be interrupted like --budget."""
+    lectures = tmp_path / "lectures"
+    lectures.mkdir()
+    write_notebook(lectures / "01_slow.ipynb", "print('first')", WIND_UP, "print('late')")
+    out = tmp_path / "out"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--timeout", "5"])
+    row = row_of(stdout.getvalue(), "01_slow")
+    assert "failed: cell 2 of 3 ran past --timeout 5 s and was interrupted" in row, f"wrong status: {row}"
+    assert (lectures / "wound_up.txt").exists(), "the cell over --timeout was not interrupted, or not allowed to wind up"
+    assert code == 1, "a notebook stopped by --timeout must make the exit code non-zero"
+
+
+def test_full_mode_cells_have_no_default_time_limit():
+    assert course.cell_timeout(None, fast=False) is None, (
+        "full mode must not cut cells off by default: training cells run for hours on a CPU (--budget bounds a run)"
+    )
+    assert course.cell_timeout(None, fast=True) == course.FAST_CELL_TIMEOUT, "a hung FAST cell must still be caught"
+    assert course.cell_timeout(0, fast=True) is None and course.cell_timeout(120, fast=False) == 120

@@ -13,6 +13,7 @@ The executed copy is rewritten after every cell, so a run that is killed (or sto
 still leaves the outputs and results of the cells that finished. Ctrl-C stops the run the way the
 budget does: the running cell is interrupted as by the stop button and may wind up (a training cell
 saves its checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops at once.
+A cell past ``--timeout`` (none by default in full mode) is interrupted the same way.
 """
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ def kernel_env(fast: bool) -> dict[str, str]:
     return env
 
 
+FAST_CELL_TIMEOUT = 900  # seconds: a FAST cell that runs longer has hung (as in `make test`'s nbval limit)
+
+
+def cell_timeout(requested: int | None, fast: bool) -> int | None:
+    """Seconds a cell may run (None: no limit). Full mode has no default limit: a training cell may
+    legitimately run for hours on a CPU, and stopping it is --budget's job."""
+    if requested is None:
+        return FAST_CELL_TIMEOUT if fast else None
+    return requested or None
+
+
 CTRL_C = "stopped: Ctrl-C"  # status prefix of a notebook the user stopped
 
 # After --budget interrupts a cell, how long the cell may take to wind up (a training loop saves
@@ -140,8 +152,9 @@ def run_notebook(
     """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``.
 
     ``deadline`` (a ``time.monotonic()`` value) interrupts the running cell at that moment, as the
-    stop button would, and gives it INTERRUPT_GRACE seconds to wind up. The copy in ``out_dir`` is
-    written after every cell, so what finished is kept either way.
+    stop button would, and gives it INTERRUPT_GRACE seconds to wind up; so does ``timeout`` (seconds
+    per cell, None for no limit) for a cell that runs too long. The copy in ``out_dir`` is written
+    after every cell, so what finished is kept either way.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -164,34 +177,39 @@ def run_notebook(
     status = "ok"
     index = 0
     pressed = threading.Event()  # set by Ctrl-C
+    fired = threading.Event()  # set when a cell is interrupted for --budget or --timeout
     try:
-        with client.setup_kernel(env=kernel_env(fast)):
-            pid = client.km.provisioner.pid
-            alarm = _interrupt_at(deadline, pid) if deadline is not None else None
-            try:
-                with _ctrl_c_interrupts(pid, pressed):
-                    for index, cell in enumerate(nb.cells):
-                        if pressed.is_set():
-                            status = f"{CTRL_C} before cell {index + 1} of {len(nb.cells)}"
-                            break
-                        if deadline is not None:
-                            remaining = deadline - time.monotonic()
-                            if remaining <= 0:
-                                status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
-                                break
-                            limit = remaining + INTERRUPT_GRACE
-                            client.timeout = math.ceil(limit if timeout is None else min(timeout, limit))
-                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                        save()
-            finally:
-                if alarm is not None:
-                    alarm.cancel()
+        with client.setup_kernel(env=kernel_env(fast)), _ctrl_c_interrupts(client.km.provisioner.pid, pressed):
+            for index, cell in enumerate(nb.cells):
+                if pressed.is_set():
+                    status = f"{CTRL_C} before cell {index + 1} of {len(nb.cells)}"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
+                    break
+                # Interrupt the cell at its limit, then allow INTERRUPT_GRACE s to wind up before nbclient
+                # gives up on it (and the kernel is shut down, losing whatever it had not saved).
+                fired.clear()
+                limits = [t for t in (deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
+                cell_deadline = min(limits) if limits else None
+                alarm = None
+                if cell_deadline is not None:
+                    client.timeout = math.ceil(cell_deadline - time.monotonic() + INTERRUPT_GRACE)
+                    alarm = _interrupt_at(cell_deadline, client.km.provisioner.pid, fired)
+                try:
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                finally:
+                    if alarm is not None:
+                        alarm.cancel()
+                save()
     except (CellExecutionError, CellTimeoutError) as err:
         over_budget = deadline is not None and time.monotonic() >= deadline
         if pressed.is_set():
             status = f"{CTRL_C} in cell {index + 1} of {len(nb.cells)}"
         elif over_budget:
             status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}"
+        elif fired.is_set():
+            status = f"failed: cell {index + 1} of {len(nb.cells)} ran past --timeout {timeout} s and was interrupted"
         else:
             status = _failure(err)
     except Exception as err:  # a failing notebook is a row in the table, not the end of the run
@@ -237,13 +255,14 @@ def _ctrl_c_interrupts(pid: int | None, pressed: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
-def _interrupt_at(deadline: float, pid: int | None) -> threading.Timer | None:
-    """Send the kernel SIGINT (what Jupyter's stop button sends) at ``deadline``: the running cell
-    ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
+def _interrupt_at(deadline: float, pid: int | None, fired: threading.Event) -> threading.Timer | None:
+    """Send the kernel SIGINT (what Jupyter's stop button sends) at ``deadline`` and set ``fired``: the
+    running cell ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
     if pid is None or not hasattr(signal, "SIGINT"):
         return None
 
     def interrupt() -> None:
+        fired.set()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
 
@@ -304,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.course", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="run in FAST mode (DIGM_FAST=1)")
     parser.add_argument("--only", nargs="+", default=[], metavar="PREFIX", help="e.g. --only 03 05")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell (0: no limit)")
+    parser.add_argument(
+        "--timeout", type=int, default=None, metavar="SECONDS",
+        help=f"interrupt a cell that runs longer (0: no limit; default {FAST_CELL_TIMEOUT} with --fast, "
+        "none in full mode, where training cells take hours on a CPU: use --budget to bound the run)",
+    )
     parser.add_argument("--lectures", type=Path, default=ROOT / "lectures", help="folder of notebooks")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "build" / "course", help="executed notebooks, results.md"
@@ -343,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {path.name} ...", end=" ", flush=True)
         try:
             run = run_notebook(
-                path, args.out, fast=args.fast, timeout=args.timeout or None, kernel=args.kernel, deadline=deadline
+                path, args.out, fast=args.fast, timeout=cell_timeout(args.timeout, args.fast), kernel=args.kernel,
+                deadline=deadline,
             )
         except KeyboardInterrupt:  # the second Ctrl-C (or one before the first cell): no table
             print(f"\nStopped by Ctrl-C; {args.out / path.name} keeps the cells that finished.", file=sys.stderr)
