@@ -12,7 +12,8 @@ reported in the table and the run goes on; the exit code is 1 if any notebook fa
 The executed copy is rewritten after every cell, so a run that is killed (or stopped by ``--budget``)
 still leaves the outputs and results of the cells that finished. Ctrl-C stops the run the way the
 budget does: the running cell is interrupted as by the stop button and may wind up (a training cell
-saves its checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops at once.
+saves its checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops within
+seconds (the kernel is shut down) and the table is still written.
 A cell past ``--timeout`` (none by default in full mode) is interrupted the same way.
 """
 
@@ -146,21 +147,40 @@ CTRL_C = "stopped: Ctrl-C"  # status prefix of a notebook the user stopped
 INTERRUPT_GRACE = 60
 
 
+@dataclass
+class Stop:
+    """What the runner shares with its Ctrl-C handler: the running kernel's pid (None between kernels)
+    and whether the user has pressed Ctrl-C."""
+
+    pid: int | None = None
+    pressed: threading.Event = field(default_factory=threading.Event)
+
+
 def run_notebook(
-    path: Path, out_dir: Path, *, fast: bool, timeout: int | None, kernel: str, deadline: float | None = None
+    path: Path,
+    out_dir: Path,
+    *,
+    fast: bool,
+    timeout: int | None,
+    kernel: str,
+    deadline: float | None = None,
+    stop: Stop | None = None,
 ) -> NotebookRun:
     """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``.
 
     ``deadline`` (a ``time.monotonic()`` value) interrupts the running cell at that moment, as the
     stop button would, and gives it INTERRUPT_GRACE seconds to wind up; so does ``timeout`` (seconds
-    per cell, None for no limit) for a cell that runs too long. The copy in ``out_dir`` is written
-    after every cell, so what finished is kept either way.
+    per cell, None for no limit) for a cell that runs too long, and Ctrl-C (see ``ctrl_c_stops``).
+    The copy in ``out_dir`` is written after every cell, so what finished is kept either way.
     """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
+    stop = stop or Stop()
     nb = nbformat.read(path, as_version=4)
+    if stop.pressed.is_set():
+        return not_started(path, out_dir, f"{CTRL_C} before it started")
     if deadline is not None and time.monotonic() >= deadline:
         return not_started(path, out_dir, "stopped: --budget spent before it started")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,43 +193,54 @@ def run_notebook(
         client.set_widgets_metadata()  # widget state, so the copy shows (and the slides keep) its widgets
         nbformat.write(nb, executed)
 
+    def where(index: int) -> str:
+        return f"cell {index + 1} of {len(nb.cells)}"
+
     start = time.perf_counter()
     status = "ok"
     index = 0
-    pressed = threading.Event()  # set by Ctrl-C
-    fired = threading.Event()  # set when a cell is interrupted for --budget or --timeout
+    fired = threading.Event()  # set when this cell was interrupted for --budget or --timeout
     try:
-        with client.setup_kernel(env=kernel_env(fast)), _ctrl_c_interrupts(client.km.provisioner.pid, pressed):
-            for index, cell in enumerate(nb.cells):
-                if pressed.is_set():
-                    status = f"{CTRL_C} before cell {index + 1} of {len(nb.cells)}"
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    status = f"stopped: --budget spent before cell {index + 1} of {len(nb.cells)}"
-                    break
-                # Interrupt the cell at its limit, then allow INTERRUPT_GRACE s to wind up before nbclient
-                # gives up on it (and the kernel is shut down, losing whatever it had not saved).
-                fired.clear()
-                limits = [t for t in (deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
-                cell_deadline = min(limits) if limits else None
-                alarm = None
-                if cell_deadline is not None:
-                    client.timeout = math.ceil(cell_deadline - time.monotonic() + INTERRUPT_GRACE)
-                    alarm = _interrupt_at(cell_deadline, client.km.provisioner.pid, fired)
-                try:
-                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                finally:
-                    if alarm is not None:
-                        alarm.cancel()
-                save()
+        with client.setup_kernel(env=kernel_env(fast)):
+            stop.pid = client.km.provisioner.pid
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if stop.pressed.is_set():
+                        status = f"{CTRL_C} before {where(index)}"
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        status = f"stopped: --budget spent before {where(index)}"
+                        break
+                    fired = threading.Event()  # one per cell: a late timer cannot touch the next cell
+                    alarm = None
+                    limits = [t for t in (deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
+                    if limits:
+                        # Interrupt the cell at its limit, then allow INTERRUPT_GRACE s to wind up before nbclient
+                        # gives up on it (and the kernel is shut down, losing whatever it had not saved).
+                        client.timeout = math.ceil(min(limits) - time.monotonic() + INTERRUPT_GRACE)
+                        alarm = _interrupt_at(min(limits), stop.pid, fired)
+                    try:
+                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                    finally:
+                        if alarm is not None:
+                            alarm.cancel()
+                            alarm.join()  # a callback already under way finishes before the next cell
+                    save()
+                    if stop.pressed.is_set():  # the cell caught the interrupt, or Ctrl-C came as it ended
+                        status = f"{CTRL_C} at {where(index)}"
+                        break
+                    if fired.is_set() and not (deadline is not None and time.monotonic() >= deadline):
+                        status = f"failed: {where(index)} ran past --timeout {timeout} s and was interrupted"
+                        break
+            finally:
+                stop.pid = None
     except (CellExecutionError, CellTimeoutError) as err:
-        over_budget = deadline is not None and time.monotonic() >= deadline
-        if pressed.is_set():
-            status = f"{CTRL_C} in cell {index + 1} of {len(nb.cells)}"
-        elif over_budget:
-            status = f"stopped: --budget spent in cell {index + 1} of {len(nb.cells)}"
+        if stop.pressed.is_set():
+            status = f"{CTRL_C} in {where(index)}"
+        elif deadline is not None and time.monotonic() >= deadline:
+            status = f"stopped: --budget spent in {where(index)}"
         elif fired.is_set():
-            status = f"failed: cell {index + 1} of {len(nb.cells)} ran past --timeout {timeout} s and was interrupted"
+            status = f"failed: {where(index)} ran past --timeout {timeout} s and was interrupted"
         else:
             status = _failure(err)
     except Exception as err:  # a failing notebook is a row in the table, not the end of the run
@@ -229,24 +260,46 @@ def not_started(path: Path, out_dir: Path, status: str) -> NotebookRun:
     return NotebookRun(path.stem, status, 0.0, _runner_device())
 
 
+def cut_short(path: Path, out_dir: Path, status: str, seconds: float) -> NotebookRun:
+    """The row of a notebook stopped without the chance to finish its row: read from its executed copy."""
+    import nbformat
+
+    executed = out_dir / path.name
+    if not executed.exists():
+        return not_started(path, out_dir, status)
+    device, results = parse_outputs(nbformat.read(executed, as_version=4))
+    return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
+
+
+def _interrupt(pid: int | None) -> None:
+    """SIGINT to the kernel's process group, as Jupyter's stop button sends (the kernel leads its own)."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg") and os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGINT)
+        else:
+            os.kill(pid, signal.SIGINT)
+
+
 @contextlib.contextmanager
-def _ctrl_c_interrupts(pid: int | None, pressed: threading.Event):
-    """While running cells, the first Ctrl-C interrupts the kernel (the stop button) and sets ``pressed``
-    instead of killing the run, so the cell can wind up and its outputs are kept; the second one raises
+def ctrl_c_stops(stop: Stop):
+    """For the whole run, the first Ctrl-C interrupts the running kernel (if any) and sets ``stop.pressed``
+    instead of killing the runner, so the cell can wind up and the table is written; the second one raises
     KeyboardInterrupt as usual. The kernel runs in its own session, so the terminal's Ctrl-C misses it."""
-    if pid is None or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def first_ctrl_c(signum, frame) -> None:
-        pressed.set()
+        stop.pressed.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(
-            "\nCtrl-C: interrupting the running cell and stopping after it winds up (a training cell saves its "
-            "checkpoint); Ctrl-C again stops at once.", file=sys.stderr, flush=True,
-        )
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
+        _interrupt(stop.pid)
+        with contextlib.suppress(Exception):  # e.g. a reentrant write to stderr: the stop matters more
+            print(
+                "\nCtrl-C: interrupting the running cell and stopping after it winds up (a training cell saves "
+                "its checkpoint); Ctrl-C again stops within seconds.", file=sys.stderr, flush=True,
+            )
 
     previous = signal.signal(signal.SIGINT, first_ctrl_c)
     try:
@@ -256,15 +309,14 @@ def _ctrl_c_interrupts(pid: int | None, pressed: threading.Event):
 
 
 def _interrupt_at(deadline: float, pid: int | None, fired: threading.Event) -> threading.Timer | None:
-    """Send the kernel SIGINT (what Jupyter's stop button sends) at ``deadline`` and set ``fired``: the
-    running cell ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
+    """Interrupt the kernel (as the stop button does) at ``deadline`` and set ``fired``: the running
+    cell ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
     if pid is None or not hasattr(signal, "SIGINT"):
         return None
 
     def interrupt() -> None:
         fired.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
+        _interrupt(pid)
 
     alarm = threading.Timer(max(0.0, deadline - time.monotonic()), interrupt)
     alarm.daemon = True
@@ -340,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.budget < 0:
         parser.error(f"--budget must be a number of seconds >= 0, not {args.budget:g}")
+    if args.timeout is not None and args.timeout < 0:
+        parser.error(f"--timeout must be a number of seconds >= 0 (0: no limit), not {args.timeout}")
     deadline = time.monotonic() + args.budget if args.budget else None
     only = [p for item in args.only for p in item.split(",") if p]
     try:
@@ -359,21 +413,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Running {len(notebooks)} notebook(s) in {mode} mode; executed copies go to {args.out}", flush=True
     )
     runs = []
-    for path in notebooks:
-        if runs and runs[-1].status.startswith(CTRL_C):
-            runs.append(not_started(path, args.out, f"{CTRL_C} before it started"))
-            continue
-        print(f"  {path.name} ...", end=" ", flush=True)
-        try:
-            run = run_notebook(
-                path, args.out, fast=args.fast, timeout=cell_timeout(args.timeout, args.fast), kernel=args.kernel,
-                deadline=deadline,
-            )
-        except KeyboardInterrupt:  # the second Ctrl-C (or one before the first cell): no table
-            print(f"\nStopped by Ctrl-C; {args.out / path.name} keeps the cells that finished.", file=sys.stderr)
-            return 130
-        print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
-        runs.append(run)
+    stop = Stop()
+    with ctrl_c_stops(stop):
+        for path in notebooks:
+            print(f"  {path.name} ...", end=" ", flush=True)
+            start = time.perf_counter()
+            try:
+                run = run_notebook(
+                    path, args.out, fast=args.fast, timeout=cell_timeout(args.timeout, args.fast),
+                    kernel=args.kernel, deadline=deadline, stop=stop,
+                )
+            except KeyboardInterrupt:  # the second Ctrl-C: the kernel is gone, the table is still written
+                stop.pressed.set()
+                run = cut_short(path, args.out, f"{CTRL_C} twice", time.perf_counter() - start)
+            print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
+            runs.append(run)
 
     command = "python -m utils.course " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(runs, fast=args.fast, command=command.strip())
