@@ -184,14 +184,12 @@ def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
     assert "first cell done" in text, "a killed run lost the output of the cell that had finished"
 
 
-def test_ctrl_c_interrupts_the_cell_keeps_the_table_and_skips_the_rest(tmp_path):
-    """Ctrl-C on `make course` reaches the runner only (the kernel has its own session): it must pass the
-    interrupt on, let the cell wind up, write the table, and not start the next notebook."""
-    write_notebook(tmp_path / "01_slow.ipynb", "print('first cell done')", WIND_UP, "print('late')")
-    write_notebook(tmp_path / "02_after.ipynb", "print('ran')")
-    out = tmp_path / "out"
+def press_ctrl_c(lectures: Path, out: Path, presses: int) -> tuple[int, str]:
+    """Run `python -m utils.course --fast` in the background and, 3 s into the cell after the first one,
+    send the runner SIGINT `presses` times, 1 s apart (what the terminal sends it on Ctrl-C).
+    Returns the exit code and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(tmp_path), "--out", str(out)],
+        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(lectures), "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -199,14 +197,26 @@ def test_ctrl_c_interrupts_the_cell_keeps_the_table_and_skips_the_rest(tmp_path)
         while time.monotonic() < deadline and not (out / "01_slow.ipynb").exists():
             time.sleep(0.5)
         assert (out / "01_slow.ipynb").exists(), "the first cell never finished"
-        time.sleep(3)  # the sleeping cell is running now
-        proc.send_signal(signal.SIGINT)  # what the terminal sends the runner on Ctrl-C
-        stdout, stderr = proc.communicate(timeout=60)
+        time.sleep(3)  # the second cell is running now
+        for press in range(presses):
+            time.sleep(1 if press else 0)
+            proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, f"Ctrl-C should end the run with exit code 130, got {proc.returncode}:\n{stderr[-2000:]}"
+    return proc.returncode, stderr
+
+
+def test_ctrl_c_interrupts_the_cell_keeps_the_table_and_skips_the_rest(tmp_path):
+    """Ctrl-C on `make course` reaches the runner only (the kernel has its own session): it must pass the
+    interrupt on, let the cell wind up, write the table, and not start the next notebook."""
+    write_notebook(tmp_path / "01_slow.ipynb", "print('first cell done')", WIND_UP, "print('late')")
+    write_notebook(tmp_path / "02_after.ipynb", "print('ran')")
+    out = tmp_path / "out"
+    returncode, stderr = press_ctrl_c(tmp_path, out, presses=1)
+    assert returncode == 130, f"Ctrl-C should end the run with exit code 130, got {returncode}:\n{stderr[-2000:]}"
     assert (tmp_path / "wound_up.txt").exists(), "the cell got no KeyboardInterrupt, or was killed before it wound up"
     table = (out / "results.md").read_text()
     assert "stopped: Ctrl-C in cell 2 of 3" in row_of(table, "01_slow"), f"wrong status after Ctrl-C:\n{table}"
@@ -238,34 +248,11 @@ def test_full_mode_cells_have_no_default_time_limit():
     assert course.cell_timeout(0, fast=True) is None and course.cell_timeout(120, fast=False) == 120
 
 
-def start_course(lectures: Path, out: Path, *args: str) -> subprocess.Popen:
-    """`python -m utils.course --fast` in the background, once the first cell's copy is written and the
-    next cell has had 3 s to start."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(lectures), "--out", str(out), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not (out / "01_slow.ipynb").exists():
-        time.sleep(0.5)
-    time.sleep(3)
-    return proc
-
-
 def test_a_second_ctrl_c_stops_at_once_and_still_writes_the_table(tmp_path):
     write_notebook(tmp_path / "01_slow.ipynb", SETUP + "\nruntime.report_result('early', 1.0)", WIND_UP, "print('late')")
     out = tmp_path / "out"
-    proc = start_course(tmp_path, out)
-    try:
-        proc.send_signal(signal.SIGINT)
-        time.sleep(1)  # the cell is winding up (4 s)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, f"a second Ctrl-C should end the run with 130, got {proc.returncode}:\n{stderr[-2000:]}"
+    returncode, stderr = press_ctrl_c(tmp_path, out, presses=2)  # the second while the cell winds up (4 s)
+    assert returncode == 130, f"a second Ctrl-C should end the run with 130, got {returncode}:\n{stderr[-2000:]}"
     row = row_of((out / "results.md").read_text(), "01_slow")
     assert "stopped: Ctrl-C twice" in row and "early = 1" in row, f"the table lost the stopped notebook's row: {row}"
 
