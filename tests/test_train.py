@@ -175,6 +175,21 @@ def test_resumed_history_continues_the_old_one(tmp_path):
     assert any("resumed" in note for note in history.notes), f"notes: {history.notes}"
 
 
+def test_a_resumed_run_reports_its_own_steps_and_time(tmp_path, capsys):
+    path = tmp_path / "r.pt"
+    quiet_fit(TinyVAE(), toy_data(64), steps=4, batch_size=16, checkpoint=path, progress=True)
+    first = capsys.readouterr().out
+    assert re.search(r"^4 steps \(eager\) in [\d.]+ s: loss=", first, re.M), f"first run's summary: {first!r}"
+    history = quiet_fit(TinyVAE(), toy_data(64), steps=8, batch_size=16, checkpoint=path, progress=True)
+    second = capsys.readouterr().out
+    match = re.search(r"^steps 5 to 8 \(eager, resumed from the checkpoint\) in ([\d.]+) s, ([\d.]+) s over all", second, re.M)
+    assert match, f"a resumed run should name the steps it took (5 to 8), not '4 steps': {second!r}"
+    this_run, total = map(float, match.groups())
+    assert this_run <= total and total == pytest.approx(history.seconds[-1], abs=0.05), (
+        f"this run {this_run} s, all runs {total} s, history {history.seconds}: the two times are mixed up"
+    )
+
+
 def test_unwritable_checkpoint_folder_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

@@ -1188,7 +1188,7 @@ def fit(
         if rates is not None:
             rates.release()
     if progress and history.values:
-        progress_.say(_summary(history, step - step0))
+        progress_.say(_summary(history, step0, step, seconds0))
     return history
 
 
@@ -1253,9 +1253,17 @@ def _non_finite(bad: tuple[int, float, float], lr, grad_clip, ckpt: Path | None,
     return NonFiniteLossError(message, step=step, last_finite_loss=last_value, history=history)
 
 
-def _summary(history: History, steps_run: int) -> str:
+def _summary(history: History, step0: int, step: int, seconds0: float) -> str:
+    """One line for the end of `fit`. A resumed run says which steps it took and its own time, so
+    "11873 steps in 3 hours" cannot be read off a run that took minutes after earlier pieces."""
     values = ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.values.items())
     evals = ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.eval_values.items())
-    seconds = history.seconds[-1] if history.seconds else 0.0
-    text = f"{steps_run} steps ({history.speed}) in {seconds:.1f} s: {values}"
+    seconds = history.seconds[-1] if history.seconds else seconds0
+    if step0 == 0:
+        text = f"{step} steps ({history.speed}) in {seconds:.1f} s: {values}"
+    else:
+        text = (
+            f"steps {step0 + 1} to {step} ({history.speed}, resumed from the checkpoint) in "
+            f"{seconds - seconds0:.1f} s, {seconds:.1f} s over all runs: {values}"
+        )
     return text + (f"; {evals}" if evals else "")
