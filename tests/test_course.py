@@ -27,6 +27,14 @@ def write_notebook(path: Path, *sources: str) -> None:
     nbformat.write(nb, path)
 
 
+def run_fast_course(lectures: Path, out: Path, *limits: str) -> tuple[int, str]:
+    """`make course --fast` over `lectures` into `out` with the given limits: (exit code, what it printed)."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), *limits])
+    return code, stdout.getvalue()
+
+
 @pytest.fixture(scope="module")
 def course_run(tmp_path_factory):
     """One --fast run over a folder with a good notebook and a failing one."""
@@ -36,10 +44,8 @@ def course_run(tmp_path_factory):
     write_notebook(lectures / "01_good.ipynb", SETUP, REPORT)
     write_notebook(lectures / "02_broken.ipynb", "raise ValueError('deliberately broken')")
     out = root / "build"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--timeout", "120"])
-    return code, stdout.getvalue(), out
+    code, printed = run_fast_course(lectures, out, "--timeout", "120")
+    return code, printed, out
 
 
 def row_of(text: str, name: str) -> str:
@@ -121,11 +127,9 @@ def budget_run(tmp_path_factory):
     )
     write_notebook(lectures / "02_after.ipynb", "print('ran')")
     out = root / "build"
-    stdout = io.StringIO()
     start = time.monotonic()
-    with contextlib.redirect_stdout(stdout):
-        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--budget", "8"])
-    return code, stdout.getvalue(), out, time.monotonic() - start, lectures
+    code, printed = run_fast_course(lectures, out, "--budget", "8")
+    return code, printed, out, time.monotonic() - start, lectures
 
 
 def test_budget_stops_inside_a_cell_and_keeps_what_finished(budget_run):
@@ -230,11 +234,8 @@ def test_a_cell_past_timeout_is_interrupted_and_winds_up(tmp_path):
     lectures = tmp_path / "lectures"
     lectures.mkdir()
     write_notebook(lectures / "01_slow.ipynb", "print('first')", WIND_UP, "print('late')")
-    out = tmp_path / "out"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = course.main(["--fast", "--lectures", str(lectures), "--out", str(out), "--timeout", "5"])
-    row = row_of(stdout.getvalue(), "01_slow")
+    code, printed = run_fast_course(lectures, tmp_path / "out", "--timeout", "5")
+    row = row_of(printed, "01_slow")
     assert "failed: cell 2 of 3 ran past --timeout 5 s and was interrupted" in row, f"wrong status: {row}"
     assert (lectures / "wound_up.txt").exists(), "the cell over --timeout was not interrupted, or not allowed to wind up"
     assert code == 1, "a notebook stopped by --timeout must make the exit code non-zero"
@@ -270,10 +271,8 @@ def test_a_cell_that_swallows_the_timeout_interrupt_still_fails_the_notebook(tmp
     swallow = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('caught')"
     write_notebook(tmp_path / "01_slow.ipynb", swallow, "print('late')")
     out = tmp_path / "out"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = course.main(["--fast", "--lectures", str(tmp_path), "--out", str(out), "--timeout", "3"])
-    row = row_of(stdout.getvalue(), "01_slow")
+    code, printed = run_fast_course(tmp_path, out, "--timeout", "3")
+    row = row_of(printed, "01_slow")
     assert "failed: cell 1 of 2 ran past --timeout 3 s and was interrupted" in row, f"wrong status: {row}"
     late = nbformat.read(out / "01_slow.ipynb", as_version=4).cells[1].outputs
     assert not late and code == 1, "the notebook went on after a cell was cut short by --timeout"
