@@ -197,7 +197,8 @@ def test_require_full_raises_instead_of_falling_back(nothing_available):
     with pytest.raises(DatasetNotFoundError, match="require_full") as info:
         data.load_mnist("train", require_full=True)
     assert str(nothing_available / "cache") in str(info.value), "the error should name the cache it tried"
-    assert "DIGM_DATA_DIR" in str(info.value)
+    assert "set DIGM_DATA_DIR to a folder with mnist/" in str(info.value), "the error should name the fix"
+    assert "allow a download" in str(info.value), "the error should name the other fix"
 
 
 def test_require_full_from_the_environment(nothing_available, monkeypatch):

@@ -237,6 +237,15 @@ def test_error_names_every_place_tried(env, mirror, monkeypatch):
     assert len(info.value.attempts) == 4, f"expected 4 attempts, got {info.value.attempts}"
 
 
+def test_error_lists_reasons_without_stray_full_stops(env, mirror):
+    mirror.routes["/a/blob.bin.gz"] = Route(status=403)  # a DownloadError's reason is a sentence ending in "."
+    with pytest.raises(DatasetNotFoundError) as info:
+        locate(blob_resource((mirror.url("a"), mirror.url("b"))))
+    message = str(info.value)
+    assert ".;" not in message and ".." not in message, f"each listed reason should end at its ';': {message}"
+    assert message.endswith("Not Found."), f"the sentence should end with one full stop: {message}"
+
+
 def test_offline_folder_that_does_not_exist_is_named(env, monkeypatch):
     monkeypatch.setenv("DIGM_DATA_DIR", str(env / "typo"))
     monkeypatch.setenv("DIGM_OFFLINE", "1")

@@ -275,7 +275,7 @@ def _fallback_or_raise(err: DatasetNotFoundError, dataset: str, require_full: bo
     if require_full or runtime.env_flag(ENV_REQUIRE_FULL):
         who = "require_full=True" if require_full else f"{ENV_REQUIRE_FULL}=1"
         raise DatasetNotFoundError(
-            f"{err} The full dataset is required ({who}), so no subset is used.", err.attempts
+            f"{err} The full dataset is required ({who}), so no subset is used; {_how_to_get()}", err.attempts
         )
     if dataset == "fashion-mnist":
         raise DatasetNotFoundError(

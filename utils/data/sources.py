@@ -50,6 +50,7 @@ from utils.data.errors import (
     DatasetNotFoundError,
     DownloadError,
 )
+from utils.files import PART_SUFFIX, atomic_file, probe_writable
 from utils.runtime import env_flag
 
 T = TypeVar("T")
@@ -245,11 +246,7 @@ def writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
     for i, root in enumerate((cache_dir(), temporary_cache_dir())):
         folder = root / resource.folder
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            # The pid in the name keeps another process's stale-part sweep away from this probe.
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".write-test.{os.getpid()}.", suffix=".part")
-            os.close(fd)
-            Path(probe).unlink(missing_ok=True)
+            probe_writable(folder)
         except OSError as err:
             attempts.append(f"{folder}: cannot be written ({err.strerror or err})")
             continue
@@ -265,36 +262,17 @@ def writable_folder(resource: Resource, attempts: list[str]) -> Path | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp_name, CACHE_FILE_MODE)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _download_verified(resource: Resource, url: str, folder: Path) -> VerifiedFile:
     """Stream ``url`` to a temporary file in ``folder``, verify it, then move it under its final name."""
     remove_stale_parts(folder)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{resource.filename}.{os.getpid()}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            print(f"utils.data: downloading {url}", file=sys.stderr, flush=True)
-            _stream(url, out)
-        raw = tmp.read_bytes()
-        digest = verify_bytes(resource, raw, "the download")
-        final = folder / resource.filename
-        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp makes it private; a cache is shared data
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    final = folder / resource.filename
+    # A cache is shared data: 0o644 rather than mkstemp's private 0o600.
+    with atomic_file(final, mode=CACHE_FILE_MODE) as out:
+        print(f"utils.data: downloading {url}", file=sys.stderr, flush=True)
+        _stream(url, out)
+        out.seek(0)
+        raw = out.read()
+        digest = verify_bytes(resource, raw, "the download")  # raising here deletes the temporary file
     return VerifiedFile(final, raw, digest)
 
 
@@ -322,8 +300,8 @@ def _stream(url: str, out: object) -> None:
 def remove_stale_parts(folder: Path) -> None:
     """Delete ``.part`` files left by downloads whose process has died (or that are over a day old)."""
     now = time.time()
-    for part in folder.glob(".*.part"):
-        pieces = part.name[: -len(".part")].rsplit(".", 2)
+    for part in folder.glob(f".*{PART_SUFFIX}"):
+        pieces = part.name[: -len(PART_SUFFIX)].rsplit(".", 2)
         pid = int(pieces[1]) if len(pieces) == 3 and pieces[1].isdigit() else None
         try:
             old = now - part.stat().st_mtime > STALE_PART_AGE_S
@@ -349,7 +327,8 @@ def _process_alive(pid: int) -> bool:
 
 def _not_found(resource: Resource, attempts: list[str]) -> DatasetNotFoundError:
     what = f"{resource.description} ({resource.label})" if resource.description else resource.label
-    tried = "; ".join(f"({i}) {a}" for i, a in enumerate(attempts, 1))
+    # Reasons are sentences of their own (a DownloadError ends in "."); inside the list they end at the ";".
+    tried = "; ".join(f"({i}) {a.rstrip('. ')}" for i, a in enumerate(attempts, 1))
     return DatasetNotFoundError(f"No verified copy of {what} was found; tried {tried}.", attempts)
 
 

@@ -27,14 +27,15 @@ import torch
 from utils.data.errors import ChecksumError, CorruptFileError, DatasetNotFoundError
 from utils.data.rdata import RValue, read_lazyload_db
 from utils.data.sources import (
+    CACHE_FILE_MODE,
     ENV_CACHE_DIR,
     ENV_DATA_DIR,
     Resource,
-    atomic_write,
     load_decoded,
     locate,
     writable_folder,
 )
+from utils.files import atomic_write
 
 # Publication order: (file name, title, object name in the R package, sha256 of the UTF-8 file).
 AUSTEN_NOVELS = (
@@ -139,7 +140,7 @@ def unpack_novels(deb: bytes) -> None:
     if folder is None:
         raise DatasetNotFoundError(f"The novels cannot be stored: {'; '.join(attempts)}.", attempts)
     for name, body in novels.items():
-        atomic_write(folder / name, body)
+        atomic_write(folder / name, body, mode=CACHE_FILE_MODE)
 
 
 def _rdata_files(deb: bytes) -> tuple[bytes, bytes]:
