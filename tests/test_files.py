@@ -51,4 +51,3 @@ def test_probe_fails_where_a_file_is_in_the_way(tmp_path):
     (tmp_path / "blocker").write_text("a file, not a folder")
     with pytest.raises(OSError):
         files.probe_writable(tmp_path / "blocker" / "sub")
-

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from utils import train
+from utils import runtime, train
+from utils.train import steppers
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -182,7 +184,11 @@ def test_a_resumed_run_reports_its_own_steps_and_time(tmp_path, capsys):
     assert re.search(r"^4 steps \(eager\) in [\d.]+ s: loss=", first, re.M), f"first run's summary: {first!r}"
     history = quiet_fit(TinyVAE(), toy_data(64), steps=8, batch_size=16, checkpoint=path, progress=True)
     second = capsys.readouterr().out
-    match = re.search(r"^steps 5 to 8 \(eager, resumed from the checkpoint\) in ([\d.]+) s, ([\d.]+) s over all", second, re.M)
+    match = re.search(
+        r"^steps 5 to 8 \(eager, resumed from the checkpoint\) in ([\d.]+) s, ([\d.]+) s over all",
+        second,
+        re.M,
+    )
     assert match, f"a resumed run should name the steps it took (5 to 8), not '4 steps': {second!r}"
     this_run, total = map(float, match.groups())
     assert this_run <= total and total == pytest.approx(history.seconds[-1], abs=0.05), (
@@ -367,20 +373,121 @@ def test_graph_mode_matches_eager_on_a_deterministic_model():
     assert gap < 1e-5, f"graph and eager parameters differ by {gap}: the warm-up was not undone"
 
 
-def test_graph_capture_failure_falls_back_to_eager_with_a_note():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
+class Syncs(TinyVAE):
+    """A loss that reads a value back on every step (``.item()``): a CUDA graph cannot record it."""
 
-    class Syncs(TinyVAE):
-        def loss(self, x):
-            out = super().loss(x)
-            if out["loss"].item() > 1e9:  # a host sync: not capturable
-                raise RuntimeError
-            return out
+    def loss(self, x):
+        out = super().loss(x)
+        if out["loss"].item() > 1e9:
+            raise RuntimeError
+        return out
 
-    with pytest.warns(UserWarning, match="eagerly"):
-        history = quiet_fit(Syncs().cuda(), toy_data(128).cuda(), steps=4, batch_size=32, speed="graph")
+
+class SyncsWhileRecording(TinyVAE):
+    """Passes the eager warm-up, then reads a value back in the middle of the recording, after its random
+    draws: the capture is invalidated, the case that once left the CUDA generator in capture mode."""
+
+    def loss(self, x):
+        out = super().loss(x)
+        if torch.cuda.is_current_stream_capturing():
+            out["loss"].item()
+        return out
+
+
+def assert_cuda_still_works() -> None:
+    """What broke after a failed capture: random draws, the current stream, and recording another model."""
+    torch.randn(3, device="cuda")  # "Offset increment outside graph capture encountered unexpectedly"
+    assert torch.cuda.current_stream() == torch.cuda.default_stream(), "the capture stream was left current"
+    torch.manual_seed(0)
+    history = quiet_fit(TinyVAE().cuda(), toy_data(256).cuda(), steps=8, batch_size=32, speed="graph")
+    assert history.speed == "graph", f"a healthy process records the next model again: {history.notes}"
+
+
+@CUDA
+@pytest.mark.parametrize("model_class", [Syncs, SyncsWhileRecording])
+def test_a_model_that_cannot_be_recorded_trains_eagerly_with_one_warning_and_cuda_stays_healthy(model_class):
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = quiet_fit(
+            model_class().cuda(), toy_data(256).cuda(), steps=16, batch_size=32, speed="graph"
+        )
+    told = [str(w.message) for w in caught if "eagerly" in str(w.message)]
+    assert len(told) == 1, f"expected one warning saying the model trains eagerly, got {told}"
     assert history.speed == "eager" and history.notes, f"speed {history.speed}, notes {history.notes}"
+    assert history.steps[-1] == 16, f"training stopped at step {history.steps[-1]} of 16"
+    assert_cuda_still_works()
+
+
+class Binarizing(nn.Module):
+    """A Bernoulli model of 12 pixels whose loss binarizes its batch with utils.data.dynamic_binarize."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(12))
+
+    def loss(self, x):
+        from utils.data import dynamic_binarize
+
+        b = dynamic_binarize(x)  # [B, 12]
+        return {"loss": -(b * self.logits - nn.functional.softplus(self.logits)).sum(-1).mean()}
+
+
+class ScaledBinarizing(Binarizing):
+    """Binarizes its batch times a scale held in a buffer, which a test can change between steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+
+    def loss(self, x):
+        return super().loss(x * self.scale)
+
+
+@CUDA
+@pytest.mark.parametrize("speed", ["eager", "graph"])
+def test_bad_data_on_a_gpu_is_reported_at_read_back_with_its_step(speed):
+    model = ScaledBinarizing().cuda()
+
+    def schedule(step: int) -> float:  # called before each update, outside any recorded graph
+        if step == 5:
+            model.scale.fill_(3.0)  # from the 6th step on the model binarizes 1.5: not a probability
+        return 1e-2
+
+    data = torch.full((256, 12), 0.5, device="cuda")
+    with pytest.raises(
+        ValueError, match=r"^At training step 6: dynamic_binarize needs probabilities in \[0, 1\]"
+    ):
+        quiet_fit(model, data, steps=16, batch_size=32, speed=speed, lr_schedule=schedule, log_every=8)
+    assert_cuda_still_works()
+
+
+def test_bad_data_inside_a_step_on_a_cpu_fails_at_once():
+    data = torch.full((64, 12), 0.5)
+    data[5] = 2.0
+    with pytest.raises(ValueError, match=r"dynamic_binarize needs probabilities in \[0, 1\]"):
+        quiet_fit(Binarizing(), data, steps=4, batch_size=64)
+
+
+class FailsAtCall(TinyVAE):
+    """Its loss fails a runtime.require check on one call (counted in Python: an eager model)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def loss(self, x):
+        self.calls += 1
+        runtime.require(torch.tensor(self.calls != self.at), f"the check fails on call {self.at}")
+        return super().loss(x)
+
+
+def test_deferred_checks_are_raised_at_the_next_read_back_naming_the_failing_step(monkeypatch):
+    monkeypatch.setattr(steppers, "defers_checks", lambda device: True)  # as on a GPU
+    model = FailsAtCall(at=3)
+    with pytest.raises(ValueError, match="^At training step 3: the check fails on call 3$"):
+        quiet_fit(model, toy_data(64), steps=8, batch_size=8, log_every=4, speed="eager")
+    assert model.calls == 4, f"the error should come at the read-back after step 4, not at call {model.calls}"
 
 
 @pytest.mark.skipif(
@@ -678,9 +785,15 @@ def test_an_interrupt_stops_the_cell_but_keeps_weights_and_checkpoint(tmp_path, 
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(KeyboardInterrupt):  # swallowed, the rest of the cell would report a finished run
         quiet_fit(model, data, epochs=8, batch_size=16, checkpoint=ckpt, speed="eager")
-    assert "Interrupted at step 10 of 32" in capsys.readouterr().out, "no message saying where training stopped"
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the 10 steps taken were lost"
-    assert train.load_checkpoint(ckpt, TinyVAE())["step"] == 10, "the checkpoint does not hold the step reached"
+    assert "Interrupted at step 10 of 32" in capsys.readouterr().out, (
+        "no message saying where training stopped"
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), (
+        "the 10 steps taken were lost"
+    )
+    assert train.load_checkpoint(ckpt, TinyVAE())["step"] == 10, (
+        "the checkpoint does not hold the step reached"
+    )
     model.at = 0  # no more interrupts: running the cell again resumes and finishes
     history = quiet_fit(model, data, epochs=8, batch_size=16, checkpoint=ckpt, speed="eager")
     assert history.steps[-1] == 32 and not history.interrupted, "the resumed run did not finish cleanly"

@@ -40,7 +40,9 @@ def atomic_file(path: str | os.PathLike, mode: int | None = None) -> Iterator[Bi
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.{os.getpid()}.", suffix=PART_SUFFIX
+        dir=path.parent if str(path.parent) else ".",
+        prefix=f".{path.name}.{os.getpid()}.",
+        suffix=PART_SUFFIX,
     )
     try:
         with os.fdopen(fd, "w+b") as out:  # readable too: a download is verified before it replaces path

@@ -1,4 +1,5 @@
-"""Where and how fast the course runs: the FAST switch, device choice, seeding and a timer.
+"""Where and how fast the course runs: the FAST switch, device choice, seeding, a timer, and input
+checks that cost no host synchronisation inside a training step (``require``).
 
 Every notebook starts with::
 
@@ -8,16 +9,21 @@ Every notebook starts with::
     runtime.seed_everything(0)
 
 Nothing here keeps state between calls: each function reads the environment when it is called,
-so a test (or a student) can change ``DIGM_FAST`` / ``DIGM_DEVICE`` and call again.
+so a test (or a student) can change ``DIGM_FAST`` / ``DIGM_DEVICE`` and call again. The one piece
+of context is the check recorder that ``utils.train`` installs for the duration of a training step
+(a ``ContextVar``, set and reset around the step).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -73,15 +79,31 @@ def get_device(name: str | None = None) -> torch.device:
             f"{', '.join(_KNOWN_DEVICES)}, e.g. DIGM_DEVICE=cpu, or unset it to choose automatically."
         )
     if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"Device {requested!r} was asked for but this PyTorch sees no CUDA GPU; "
-            "unset DIGM_DEVICE to fall back to the CPU, or install a CUDA build of torch."
-        )
+        raise RuntimeError(f"Device {requested!r} was asked for but {_why_no_cuda()}")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise RuntimeError(
             f"Device {requested!r} was asked for but MPS is not available here; unset DIGM_DEVICE to use the CPU."
         )
     return torch.device(requested.lower())
+
+
+def _why_no_cuda() -> str:
+    """What is missing for CUDA, as the end of a sentence that says how to go on."""
+    if torch.version.cuda is None:
+        return (
+            f"this PyTorch ({torch.__version__}) is a CPU-only build; install a CUDA build of torch on a "
+            "machine with an NVIDIA GPU, or unset DIGM_DEVICE to use the CPU."
+        )
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1"):
+        return (
+            f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU from this CUDA {torch.version.cuda} build of torch; "
+            "unset it (or list a GPU), or unset DIGM_DEVICE to use the CPU."
+        )
+    return (
+        f"this CUDA {torch.version.cuda} build of torch finds no usable GPU (no NVIDIA GPU, or its driver is "
+        "missing or older than the build needs; `nvidia-smi` tells which); unset DIGM_DEVICE to use the CPU."
+    )
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -154,3 +176,49 @@ def report_result(name: str, value: float, unit: str = "") -> None:
     Returns None, so a call as a cell's last expression does not echo the line a second time.
     """
     print(format_result(name, value, unit))
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks that a training step can defer
+# --------------------------------------------------------------------------------------------------
+
+
+class CheckRecorder(Protocol):
+    """Where ``require`` sends a check while a training step runs (``utils.train`` provides one)."""
+
+    def record(self, ok: torch.Tensor, message: str) -> None: ...
+
+
+_RECORDER: contextvars.ContextVar[CheckRecorder | None] = contextvars.ContextVar(
+    "digm_check_recorder", default=None
+)
+
+
+def require(ok: torch.Tensor | bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``ok`` (a bool, or a boolean tensor that must be all True) holds.
+
+    Reading a GPU tensor's value waits for the GPU, which a training loop wants to do rarely and a
+    CUDA graph cannot do at all. So while ``utils.train.fit`` runs a training step, the check is only
+    recorded on the device, and ``fit`` raises the same ``ValueError`` at its next read-back (within
+    ``log_every`` steps), naming the step. Everywhere else it is checked at once.
+    Library code calls this instead of ``if not ok.item(): raise ...``; it never needs to know whether
+    the step is being captured. Inside ``torch.compile``d code the check is skipped: compiled code
+    can neither read the value back nor raise on it without breaking the graph.
+    """
+    if torch.compiler.is_compiling():
+        return
+    recorder = _RECORDER.get()
+    if recorder is not None and isinstance(ok, torch.Tensor):
+        recorder.record(ok.all(), message)
+    elif not bool(ok.all() if isinstance(ok, torch.Tensor) else ok):
+        raise ValueError(message)
+
+
+@contextlib.contextmanager
+def recording_checks(recorder: CheckRecorder) -> Iterator[None]:
+    """Within this block, ``require`` hands its checks to ``recorder`` instead of checking them now."""
+    token = _RECORDER.set(recorder)
+    try:
+        yield
+    finally:
+        _RECORDER.reset(token)

@@ -174,7 +174,7 @@ def fit_recipe(speed: str, model, *, x_train, device, epochs, batch_size, seed) 
 def device_loop_recipe(model, *, x_train, device, epochs, batch_size, seed) -> list[float]:
     """The plain eager loop over device-resident data (randperm + slicing), no logging: what
     fit(speed="eager") does, minus its bookkeeping, so the two should be close."""
-    optimizer = train.adam(model, lr=1e-3, graph_safe=False)
+    optimizer = train.adam(model, lr=1e-3, capturable=False)
     gen = torch.Generator(device=device).manual_seed(seed)
     times = []
     for _ in range(epochs):

@@ -411,15 +411,13 @@ def mnist_vectors(
     return images.reshape(len(images), 784).to(torch.float32).div_(255.0), labels
 
 
-def dynamic_binarize(
-    x: torch.Tensor, generator: torch.Generator | None = None, *, validate: bool = True
-) -> torch.Tensor:
+def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A fresh binary sample ``b ~ Bernoulli(x)`` with the shape and float dtype of ``x``, on x's device.
 
     ``x`` holds probabilities (pixel intensities in [0, 1]). Each call draws anew, which is the
-    "dynamic binarization" of Burda et al. (2016). ``generator`` must live on x's device. The range
-    check (NaN fails it too) costs one device-to-host sync; a GPU training loop may pass
-    ``validate=False``.
+    "dynamic binarization" of Burda et al. (2016). ``generator`` must live on x's device. Values
+    outside [0, 1] (or NaN) are a ValueError, raised through ``runtime.require``: at once, or inside
+    ``utils.train.fit`` at its next read-back, so that a training step never waits for the GPU.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         what = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
@@ -430,17 +428,13 @@ def dynamic_binarize(
             f"The generator lives on {generator.device} but x is on {x.device}; "
             f"create it with torch.Generator(device={str(x.device)!r})."
         )
-    if validate and x.numel() and not _is_capturing(x):
-        outside = ~((x >= 0.0) & (x <= 1.0))  # written this way round so that NaN counts as outside
-        if outside.any().item():  # the one sync; the message is only built for bad input
-            low, high = torch.aminmax(x.detach())
-            raise ValueError(f"dynamic_binarize needs values in [0, 1], got {low.item():.4g}..{high.item():.4g}; "
-                             "divide uint8 pixels by 255 first.")  # fmt: skip
-    return torch.bernoulli(x.detach(), generator=generator)
-
-
-def _is_capturing(x: torch.Tensor) -> bool:
-    return x.is_cuda and torch.cuda.is_current_stream_capturing()
+    x = x.detach()
+    inside = (x >= 0.0) & (x <= 1.0)  # written this way round so that NaN counts as outside
+    runtime.require(inside, "dynamic_binarize needs probabilities in [0, 1], and some values are outside "
+                            "that range or NaN; divide uint8 pixels by 255 first.")  # fmt: skip
+    # A deferred check has not stopped the step yet, and a GPU's Bernoulli kernel asserts on p outside
+    # [0, 1] (which ends the CUDA session): draw from 0 there until fit reports the error.
+    return torch.bernoulli(torch.where(inside, x, 0.0), generator=generator)
 
 
 def where_is(dataset: str = "mnist") -> dict[str, str]:

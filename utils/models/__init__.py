@@ -1,0 +1,44 @@
+"""Reference building blocks that the lectures derive from scratch and later lectures reuse, by family.
+
+* ``densities``: ``reparameterize``, ``gaussian_kl``, ``log_normal``, ``log_standard_normal``,
+  ``bernoulli_log_likelihood``, ``iwae_bound`` (functions summing over the last dimension).
+* ``networks``: ``MLP``, ``GaussianEncoder`` / ``ConvEncoder`` (x -> mu, logvar),
+  ``BernoulliDecoder`` / ``ConvDecoder`` (z -> logits).
+* ``vae``: ``VAE``, the k-sample ELBO or IWAE model of Burda et al. (2016); by default their
+  one-stochastic-layer MNIST model (784-200-200-50 tanh networks).
+* ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
+  ``sample(n)``.
+
+Flows, autoregressive models, GANs, ... get a module of their own as their lectures land. Everything
+is importable from here: ``from utils.models import VAE, iwae_bound``.
+"""
+
+from utils.models.base import GenerativeModel
+from utils.models.densities import (
+    LOG_2PI,
+    bernoulli_log_likelihood,
+    gaussian_kl,
+    iwae_bound,
+    log_normal,
+    log_standard_normal,
+    reparameterize,
+)
+from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
+from utils.models.vae import VAE
+
+__all__ = [
+    "LOG_2PI",
+    "GenerativeModel",
+    "reparameterize",
+    "gaussian_kl",
+    "log_normal",
+    "log_standard_normal",
+    "bernoulli_log_likelihood",
+    "iwae_bound",
+    "MLP",
+    "GaussianEncoder",
+    "BernoulliDecoder",
+    "ConvEncoder",
+    "ConvDecoder",
+    "VAE",
+]
