@@ -405,8 +405,8 @@ def check_true(
     instead, for a failure. Anything else, such as a float tensor or a list, raises TypeError,
     because its truthiness says nothing about the fact.
 
-    >>> check_true(n_heavy <= 0.75 * n_plain, name="collapse", what=f"{n_heavy} <= 0.75 x {n_plain} active units",
-    ...            hint="is the KL weight applied to the KL term?")
+    >>> check_true(n_heavy <= 0.75 * n_plain, name="collapse",
+    ...            what=f"{n_heavy} <= 0.75 x {n_plain} active units", hint="is beta applied to the KL?")
     """
     flags = _condition_as_bool_tensor(condition, name)
     expected = what or "the condition to hold"
