@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,6 +169,99 @@ def test_check_requires_grad_names_detach():
         checks.check_requires_grad(1.0, name="loss")
 
 
+# --- check_true ------------------------------------------------------------------------------
+
+
+def test_check_true_passes_and_prints_what_held(capsys):
+    assert checks.check_true(3 <= 4, name="collapse", what="3 <= 4 active units") is None
+    assert capsys.readouterr().out == "✓ collapse ok (3 <= 4 active units)\n"
+
+
+def test_check_true_quiet_prints_nothing(capsys):
+    checks.check_true(True, name="collapse", quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_check_true_failure_names_what_got_and_hint():
+    with pytest.raises(CheckError) as info:
+        checks.check_true(
+            False, name="collapse", what="at most 30 active units", got="45", hint="beta on the KL?"
+        )
+    assert str(info.value) == (
+        "collapse: expected at most 30 active units, got 45. Likely mistake: beta on the KL?"
+    )
+
+
+def test_check_true_failure_without_got_says_it_does_not_hold():
+    with pytest.raises(CheckError, match=r"^decoder: expected frozen weights, but it does not hold\.$"):
+        checks.check_true(False, name="decoder", what="frozen weights")
+
+
+def test_check_true_needs_every_entry_of_a_boolean_tensor():
+    checks.check_true(torch.tensor([True, True]), quiet=True)
+    checks.check_true(np.array([True, True]), quiet=True)
+    with pytest.raises(CheckError, match=r"2 of 3 entries false, first at index \(1,\)"):
+        checks.check_true(torch.tensor([True, False, False]), name="steps rise")
+
+
+def test_check_true_fails_on_an_empty_condition():
+    with pytest.raises(CheckError, match="nothing was checked"):
+        checks.check_true(torch.zeros(0, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("condition", [torch.tensor([0.5]), [False], "no", 1.0, None])
+def test_check_true_refuses_conditions_that_are_not_booleans(condition):
+    # Their truthiness would let a check pass whatever the fact: a non-empty list or string is "true".
+    with pytest.raises(TypeError, match="needs a bool or a boolean tensor"):
+        checks.check_true(condition)
+
+
+# --- check_raises ----------------------------------------------------------------------------
+
+
+def _fails_bias() -> None:
+    raise CheckError("ELBO: expected mean 2, got 1 (26.7 standard errors away)")
+
+
+def test_check_raises_returns_the_error_and_prints_one_line(capsys):
+    err = checks.check_raises(_fails_bias, name="bias caught")
+    assert isinstance(err, CheckError) and "26.7 standard errors" in str(err)
+    assert capsys.readouterr().out == "✓ bias caught ok (CheckError raised, as expected)\n"
+
+
+def test_check_raises_fails_when_nothing_is_raised_and_names_the_hint():
+    with pytest.raises(CheckError) as info:
+        checks.check_raises(lambda: 1.5, name="bias caught", hint="is the baseline independent of z_s?")
+    message = str(info.value)
+    assert message.startswith("bias caught: expected CheckError, but fn returned 1.5 without"), message
+    assert message.endswith("Likely mistake: is the baseline independent of z_s?"), message
+
+
+def test_check_raises_lets_other_errors_through():
+    def broken() -> None:
+        raise ValueError("a bug in the code under test")
+
+    with pytest.raises(ValueError, match="a bug"):
+        checks.check_raises(broken)
+
+
+def test_check_raises_catches_the_error_type_asked_for():
+    def refuses() -> None:
+        raise ValueError("k must be positive")
+
+    err = checks.check_raises(refuses, error=ValueError, quiet=True)
+    assert isinstance(err, ValueError)
+
+
+def test_check_raises_match_rejects_a_failure_for_another_reason():
+    def shape_error() -> None:
+        raise CheckError("estimator: expected shape [20], got [20, 1].")
+
+    checks.check_raises(_fails_bias, match="standard errors away", quiet=True)
+    with pytest.raises(CheckError, match="matching 'standard errors away'.*another reason"):
+        checks.check_raises(shape_error, match="standard errors away")
+
+
 # --- check_grad ------------------------------------------------------------------------------
 
 
@@ -287,7 +381,9 @@ def test_check_estimator_false_alarm_rate_does_not_grow_with_the_number_of_entri
             checks.check_estimator(lambda m: torch.randn(m, 50, generator=g), 0.0, n=400, z=2.0, quiet=True)
         except CheckError:
             failures += 1
-    assert failures / runs < 0.12, f"{failures}/{runs} correct 50-entry checks failed: no multiple-comparison correction?"
+    assert failures / runs < 0.12, (
+        f"{failures}/{runs} correct 50-entry checks failed: no multiple-comparison correction?"
+    )
 
 
 def test_check_estimator_still_catches_one_biased_entry_among_many():

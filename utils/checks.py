@@ -13,12 +13,15 @@ The hint is yours when you pass ``hint=``; otherwise the check guesses from the 
 >>> check_shape(log_px, [B], name="log p(x)")
 >>> check_grad(lambda mu: elbo(mu).sum(), mu0)
 >>> check_estimator(lambda m: score_function_grad(m), expected=true_grad, n=20_000)
+>>> check_true(n_active <= n_before, name="collapse", what=f"{n_active} <= {n_before} active units")
+>>> check_raises(lambda: check_estimator(biased, expected=true_grad), name="the bias is caught")
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +38,8 @@ __all__ = [
     "check_no_nan",
     "check_requires_grad",
     "check_in_range",
+    "check_true",
+    "check_raises",
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -359,6 +364,99 @@ def check_requires_grad(
             "or use .sample() where .rsample() (the reparameterisation trick) belongs?",
         )
     _ok(name, "carries a gradient", quiet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts stated in words, and checks that must fail
+# ---------------------------------------------------------------------------------------------
+
+
+def _condition_as_bool_tensor(condition: Any, name: str) -> torch.Tensor:
+    """``condition`` as a boolean tensor; anything but a bool or a boolean array is refused."""
+    if isinstance(condition, (bool, np.bool_)):
+        return torch.tensor(bool(condition))
+    if isinstance(condition, np.ndarray):
+        condition = torch.from_numpy(condition)
+    if isinstance(condition, torch.Tensor) and condition.dtype == torch.bool:
+        return condition.detach().cpu()
+    # Truthiness would make a non-empty list, a string or a non-zero number pass whatever it holds.
+    is_tensor = isinstance(condition, torch.Tensor)
+    kind = f"a {condition.dtype} tensor" if is_tensor else f"a {type(condition).__name__}"
+    raise TypeError(
+        f"{name}: check_true needs a bool or a boolean tensor, got {kind}; "
+        "pass a comparison such as `gap < tol` or `count <= limit`."
+    )
+
+
+def check_true(
+    condition: Any,
+    name: str = "condition",
+    what: str = "",
+    hint: str = "",
+    *,
+    got: str = "",
+    quiet: bool = False,
+) -> None:
+    """Check a fact that no numeric check states directly: ``condition`` must be true.
+
+    ``condition`` is a bool or a boolean tensor/array whose every entry must be true (an empty one
+    fails: it checks nothing). ``what`` says in words what should hold; it is printed after the ✓ and
+    after ``expected`` in the failure message, so put the numbers in it. ``got`` says what was seen
+    instead, for a failure. Anything else, such as a float tensor or a list, raises TypeError,
+    because its truthiness says nothing about the fact.
+
+    >>> check_true(n_heavy <= 0.75 * n_plain, name="collapse",
+    ...            what=f"{n_heavy} <= 0.75 x {n_plain} active units", hint="is beta applied to the KL?")
+    """
+    flags = _condition_as_bool_tensor(condition, name)
+    expected = what or "the condition to hold"
+    if flags.numel() == 0:
+        raise _fail(name, f"expected {expected}, got an empty condition: nothing was checked.", hint)
+    if not bool(flags.all()):
+        detail = f", got {got}" if got else ", but it does not hold"
+        if flags.numel() > 1:
+            first = _index(int((~flags).reshape(-1).nonzero()[0]), flags.shape)
+            detail += f" ({int((~flags).sum())} of {flags.numel()} entries false, first at index {first})"
+        raise _fail(name, f"expected {expected}{detail}.", hint)
+    _ok(name, what, quiet)
+
+
+def check_raises(
+    fn: Callable[[], Any],
+    name: str = "expected failure",
+    hint: str = "",
+    *,
+    error: type[BaseException] | tuple[type[BaseException], ...] = CheckError,
+    match: str | None = None,
+    quiet: bool = False,
+) -> BaseException:
+    """Check that ``fn()`` raises ``error`` (a :class:`CheckError` by default); return what it raised.
+
+    Shows that a check catches a wrong answer (a check that cannot fail checks nothing), or that a
+    function refuses bad input. ``match`` is a regular expression the error's message must contain,
+    so that a failure for another reason (a shape error instead of the bias) does not count.
+    Exceptions of other types propagate unchanged: they are bugs, not the expected failure.
+
+    >>> err = check_raises(lambda: check_estimator(biased_sampler, true_grad), name="bias caught",
+    ...                    match="standard errors away", hint="is the baseline independent of z_s?")
+    """
+    expected = error if isinstance(error, tuple) else (error,)
+    names = " or ".join(e.__name__ for e in expected)
+    try:
+        result = fn()
+    except expected as err:
+        first_line = (str(err).splitlines() or [""])[0]
+        if match is not None and not re.search(match, str(err)):
+            raise _fail(
+                name,
+                f"expected {names} with a message matching {match!r}, got {type(err).__name__}: {first_line}",
+                hint or "it failed, but for another reason than the one this check is about.",
+            ) from err
+        _ok(name, f"{type(err).__name__} raised, as expected", quiet)
+        return err
+    shown = repr(result)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise _fail(name, f"expected {names}, but fn returned {shown} without raising.", hint)
 
 
 # ---------------------------------------------------------------------------------------------

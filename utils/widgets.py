@@ -1,7 +1,7 @@
 """Latent-space explorers built on ipywidgets 8: sliders over z, a 2-D latent map, interpolations.
 
 Each explorer decodes the current latent and shows the image as a PNG (no matplotlib per change,
-so one change costs a few milliseconds on a CPU). They work without a browser: build one, set a
+so a change redraws at once, also on a CPU). They work without a browser: build one, set a
 slider's ``.value`` from Python, and read ``.last_image`` (the tests do exactly this). In a
 notebook, make the explorer the last expression of a cell (or ``display(explorer)``).
 
@@ -81,7 +81,8 @@ def _png(pixels: np.ndarray, colour_type: int, palette: np.ndarray | None = None
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     """Encode ``[H, W]`` (grey) or ``[H, W, 3]`` (colour) floats in [0, 1] as PNG, enlarged ``scale`` x.
 
-    Nearest-neighbour enlargement keeps pixels sharp; a small image encodes in well under a millisecond.
+    Nearest-neighbour enlargement keeps pixels sharp. zlib runs at its fastest level, since a slider
+    redraws on every move.
     """
     pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     if scale > 1:
@@ -89,8 +90,8 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     return _png(pixels, 2 if pixels.ndim == 3 else 0)
 
 
-# Grey levels 0..254 plus a red mark at index 255: a marked grey map is 1 byte per pixel, so it
-# encodes about three times faster than the same map as RGB.
+# Grey levels 0..254 plus a red mark at index 255: a marked grey map is 1 byte per pixel instead of
+# RGB's 3, so it encodes faster.
 _GREY_AND_MARK = np.concatenate(
     [np.repeat(np.rint(np.linspace(0, 255, 255))[:, None], 3, axis=1), [[255 * c for c in _MARK_RGB]]]
 ).astype(np.uint8)
@@ -166,11 +167,11 @@ def decode_images(
 def _one_thread_for_small_cpu_batches(device: torch.device, batch: int) -> Iterator[None]:
     """Decode a few latents on one CPU thread.
 
-    A batch of one gains nothing from intra-op threads, and waking them costs milliseconds per call
-    when the cores are busy (measured: 3-12 ms instead of 0.06 ms for a 20-400-784 MLP on 2 shared
-    cores), which would make the sliders lag. torch offers no per-call thread count, so this sets the
-    process-wide one for the length of one decode and restores it in ``finally``, also when the
-    decoder raises; the count is read on every call, so a student's own ``set_num_threads`` stands.
+    A batch of one gains nothing from intra-op threads, and waking them costs far more than the decode
+    itself when the cores are busy, which would make the sliders lag. torch offers no per-call thread
+    count, so this sets the process-wide one for the length of one decode and restores it in
+    ``finally``, also when the decoder raises; the count is read on every call, so a student's own
+    ``set_num_threads`` stands.
     """
     threads = torch.get_num_threads()
     if device.type != "cpu" or batch > _FEW_LATENTS or threads == 1:
@@ -271,8 +272,8 @@ def _column(children: Sequence[widgets.Widget], width: str | None = None) -> wid
     """A column that keeps its natural (or given) width and leaves a gap to its right.
 
     ipywidgets boxes are flex items with ``overflow: auto``, so a row that is too narrow squeezes
-    them below their content's width and their contents overlap the next column (slider readouts ran
-    into the example image in JupyterLab). ``flex: 0 0 auto`` forbids the squeeze; the row wraps
+    them below their content's width and their contents overlap the next column (slider readouts
+    over the example image). ``flex: 0 0 auto`` forbids the squeeze; the row wraps
     instead (see :func:`_row`). ``align_items`` keeps images at their own size instead of
     stretching them to the column's width.
     """
