@@ -1,0 +1,35 @@
+"""Latent-space explorers built on ipywidgets 8: sliders over z, a 2-D latent map, interpolations.
+
+Each explorer decodes the current latent and shows the image as a PNG (no matplotlib per change,
+so a change redraws at once, also on a CPU). They work without a browser: build one, set a
+slider's ``.value`` from Python, and read ``.last_image`` (the tests do exactly this). In a
+notebook, make the explorer the last expression of a cell (or ``display(explorer)``).
+
+>>> explorer = LatentExplorer(vae.decode, latent_dim=20, output="logits",
+...                           encode=vae.encode, examples=x_test[:100], labels=y_test[:100])
+>>> explorer                                    # sliders, buttons, the decoded image
+>>> explorer.sliders[0].value = 1.5             # headless: the image is redrawn at once
+>>> explorer.last_image.shape                   # (28, 28), floats in [0, 1]
+>>> explorer.interpolation(0, 1)                # slider t between the encodings of examples 0 and 1
+
+Callbacks never print, never move a model and never warn: the latent is moved to the decoder's
+device (found from its parameters) on each decode.
+
+Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
+(``InterpolationExplorer``, ``interpolation_widget``), ``images`` (decoding latents safely,
+``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
+that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
+"""
+
+from utils.widgets.images import decode_images, png_bytes
+from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
+from utils.widgets.latent import LatentExplorer, latent_map
+
+__all__ = [
+    "LatentExplorer",
+    "InterpolationExplorer",
+    "interpolation_widget",
+    "latent_map",
+    "decode_images",
+    "png_bytes",
+]
