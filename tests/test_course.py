@@ -1,4 +1,4 @@
-"""utils.course (`make course`): runs notebooks, collects [result] lines, reports failures, exits non-zero."""
+"""tools.course (`make course`): runs notebooks, collects [result] lines, reports failures, exits non-zero."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils import course
+from tools import course
 
 SETUP = "from utils import runtime\nprint(runtime.describe(runtime.get_device('cpu')))"
 REPORT = "runtime.report_result('answer', 42.5, 'nats')\nruntime.report_result('fast_flag', float(runtime.is_fast()))"
@@ -172,7 +172,7 @@ def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
     write_notebook(tmp_path / "01_long.ipynb", "print('first cell done')", "import time\ntime.sleep(120)")
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(tmp_path), "--out", str(out)],
+        [sys.executable, "-m", "tools.course", "--fast", "--lectures", str(tmp_path), "--out", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -189,11 +189,11 @@ def test_a_killed_run_leaves_the_cells_that_finished(tmp_path):
 
 
 def press_ctrl_c(lectures: Path, out: Path, presses: int) -> tuple[int, str]:
-    """Run `python -m utils.course --fast` in the background and, 3 s into the cell after the first one,
+    """Run `python -m tools.course --fast` in the background and, 3 s into the cell after the first one,
     send the runner SIGINT `presses` times, 1 s apart (what the terminal sends it on Ctrl-C).
     Returns the exit code and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "utils.course", "--fast", "--lectures", str(lectures), "--out", str(out)],
+        [sys.executable, "-m", "tools.course", "--fast", "--lectures", str(lectures), "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from utils import grading
+from tools import grading
 
 pytestmark = pytest.mark.grading
 

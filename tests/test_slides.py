@@ -1,7 +1,7 @@
 """Lectures are slide decks: every cell has slide metadata, and `make slides` builds offline decks.
 
 The deck test builds lecture 01 (executed in FAST mode so its figures exist) with
-``utils.slides``, serves the folder on a loopback port and opens it in headless Chromium with every
+``tools.slides``, serves the folder on a loopback port and opens it in headless Chromium with every
 request to another host aborted and recorded: reveal.js must start and MathJax must typeset with no
 network at all. The same deck is then shown slide by slide to check that no code or output block runs
 off a slide, and its index.html is opened to follow the link and press every key the page names.
@@ -24,7 +24,7 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT, watch_page
 
-from utils import slides
+from tools import slides
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
 DECK_LECTURE = "01_*.ipynb"
@@ -144,7 +144,7 @@ def _require_npm() -> None:
 
 @pytest.fixture(scope="module")
 def deck(tmp_path_factory) -> Path:
-    """Lecture 01 built into a temporary folder by utils.slides, executed in FAST mode."""
+    """Lecture 01 built into a temporary folder by tools.slides, executed in FAST mode."""
     _require_npm()
     found = sorted((REPO_ROOT / "lectures").glob(DECK_LECTURE))
     if not found:

@@ -12,7 +12,7 @@
 #                         CUDA-graph tests that CPU machines skip, and every other test on the GPU
 #   3. trainer_mlp.md     tests/benchmarks/bench_trainer.py --device cuda (issue 7: fit vs DataLoader
 #                         recipe vs a hand-written CUDA graph, MLP VAE)
-#   4. course04/          python -m utils.course --only 04 --budget <what is left>: full mode,
+#   4. course04/          python -m tools.course --only 04 --budget <what is left>: full mode,
 #                         executed notebook and results.md (issue 4: VAE and IWAE k=50 test nats)
 #   5. course03/          the same for lecture 03 (the VAE trained longer, the 2-D and deconv models)
 #   6. trainer_conv.md    the same benchmark for the convolutional VAE, if time is left
@@ -81,7 +81,7 @@ step "trainer benchmark (mlp)" 40 120 trainer_mlp.txt "$PY" tests/benchmarks/ben
 for lecture in 04 03; do
   budget=$(($(left) - 60 - 70))  # 70 s: the cell's 60 s to wind up after the interrupt, and the kernel's exit
   step "lecture $lecture, full mode" 190 100000 "course$lecture.txt" env DIGM_REQUIRE_FULL=1 \
-    "$PY" -m utils.course --only "$lecture" --budget "$budget" --out "$OUT/course$lecture"
+    "$PY" -m tools.course --only "$lecture" --budget "$budget" --out "$OUT/course$lecture"
   grep -s '^| 0' "$OUT/course$lecture.txt" | tee -a "$OUT/session.log" >&2
 done
 

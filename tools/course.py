@@ -1,9 +1,9 @@
 """Run the whole course: execute every lecture and tabulate its key numbers (``make course``).
 
-    python -m utils.course                 # every lectures/*.ipynb in full mode (a GPU helps)
-    python -m utils.course --fast          # DIGM_FAST=1: each notebook in about a minute on a CPU
-    python -m utils.course --only 03 05    # lectures whose file names start with 03 or 05
-    python -m utils.course --budget 600    # stop after 10 minutes in all, keeping what was measured
+    python -m tools.course                 # every lectures/*.ipynb in full mode (a GPU helps)
+    python -m tools.course --fast          # DIGM_FAST=1: each notebook in about a minute on a CPU
+    python -m tools.course --only 03 05    # lectures whose file names start with 03 or 05
+    python -m tools.course --budget 600    # stop after 10 minutes in all, keeping what was measured
 
 Executed notebooks go to ``build/course/`` and a table to ``build/course/results.md``: per notebook
 its status, seconds, device (read from the notebook's ``runtime.describe`` line) and the
@@ -372,7 +372,7 @@ def report(runs: Sequence[NotebookRun], *, fast: bool, command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m utils.course", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.course", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="run in FAST mode (DIGM_FAST=1)")
     parser.add_argument("--only", nargs="+", default=[], metavar="PREFIX", help="e.g. --only 03 05")
     parser.add_argument(
@@ -429,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
             runs.append(run)
 
-    command = "python -m utils.course " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.course " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(runs, fast=args.fast, command=command.strip())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)

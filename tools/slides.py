@@ -4,10 +4,10 @@ Every lecture cell carries ``metadata["slideshow"]["slide_type"]``, so a lecture
 For live presenting inside JupyterLab use RISE (``Alt+R``); this module builds *static* HTML decks
 for sharing or for a projector machine without Python::
 
-    python -m utils.slides                          # every lecture -> build/slides/<name>.slides.html
-    DIGM_FAST=1 python -m utils.slides              # quicker: execute the lectures in FAST mode
-    python -m utils.slides --out /tmp/deck lectures/01_*.ipynb
-    python -m utils.slides --execute never build/course/*.ipynb   # notebooks that already have outputs
+    python -m tools.slides                          # every lecture -> build/slides/<name>.slides.html
+    DIGM_FAST=1 python -m tools.slides              # quicker: execute the lectures in FAST mode
+    python -m tools.slides --out /tmp/deck lectures/01_*.ipynb
+    python -m tools.slides --execute never build/course/*.ipynb   # notebooks that already have outputs
 
 nbconvert's reveal template loads reveal.js, MathJax, require.js and jQuery from CDNs, and offline
 it degrades to one flat page with raw LaTeX. Here those files come from pinned npm packages
@@ -609,7 +609,7 @@ def build_decks(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m utils.slides",
+        prog="python -m tools.slides",
         description="Build offline reveal.js decks of the lectures (default: every lectures/*.ipynb).",
     )
     parser.add_argument(

@@ -2,14 +2,14 @@
 
 Instructors (from the repository root; `make release` and `make grade` call the first two)::
 
-    python -m utils.grading release [ASSIGNMENT ...]   # solutions/<id> -> assignments/<id> (student versions)
-    python -m utils.grading grade [ASSIGNMENT ...]     # grading/submitted/* -> scores, feedback, grades.csv
-    python -m utils.grading collect DIR                # DIR/<student>_<id>.ipynb -> grading/submitted/...
-    python -m utils.grading check                      # exit 1 when assignments/ is out of date
+    python -m tools.grading release [ASSIGNMENT ...]   # solutions/<id> -> assignments/<id> (student versions)
+    python -m tools.grading grade [ASSIGNMENT ...]     # grading/submitted/* -> scores, feedback, grades.csv
+    python -m tools.grading collect DIR                # DIR/<student>_<id>.ipynb -> grading/submitted/...
+    python -m tools.grading check                      # exit 1 when assignments/ is out of date
 
 Students::
 
-    python -m utils.grading validate assignments/a1_estimators/a1_estimators.ipynb
+    python -m tools.grading validate assignments/a1_estimators/a1_estimators.ipynb
 
 The course layout and nbgrader settings (timeouts, feedback without hidden tests) live in
 ``nbgrader_config.py`` at the repository root; every function here takes ``root`` so that tests can
@@ -79,7 +79,7 @@ def course_config(root: str | os.PathLike | None = None, *, timeout: int | None 
 
 def _put_venv_tools_on_path() -> None:
     """nbgrader runs the ``alembic`` command of its own environment to open the gradebook; make it
-    findable when this module runs as ``.venv/bin/python -m utils.grading`` without an activated venv."""
+    findable when this module runs as ``.venv/bin/python -m tools.grading`` without an activated venv."""
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
@@ -1066,7 +1066,7 @@ def collect(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m utils.grading", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.grading", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
     p.add_argument("assignments", nargs="*")
