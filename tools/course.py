@@ -1,42 +1,45 @@
 """Run the whole course: execute every lecture and tabulate its key numbers (``make course``).
 
-    python -m tools.course                 # every lectures/*.ipynb in full mode (a GPU helps)
+    python -m tools.course                 # every lectures/NN_*.ipynb in full mode (a GPU helps)
     python -m tools.course --fast          # DIGM_FAST=1: each notebook in about a minute on a CPU
     python -m tools.course --only 03 05    # lectures whose file names start with 03 or 05
     python -m tools.course --budget 600    # stop after 10 minutes in all, keeping what was measured
 
 Executed notebooks go to ``build/course/`` and a table to ``build/course/results.md``: per notebook
-its status, seconds, device (read from the notebook's ``runtime.describe`` line) and the
-``[result] name = value unit`` lines that ``runtime.report_result`` printed. A failing notebook is
-reported in the table and the run goes on; the exit code is 1 if any notebook failed or was stopped.
-The executed copy is rewritten after every cell, so a run that is killed (or stopped by ``--budget``)
-still leaves the outputs and results of the cells that finished. Ctrl-C stops the run the way the
-budget does: the running cell is interrupted as by the stop button and may wind up (a training cell
-saves its checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops within
-seconds (the kernel is shut down) and the table is still written.
-A cell past ``--timeout`` (none by default in full mode) is interrupted the same way.
+its status, seconds, device (read from the notebook's ``runtime.describe`` line), the
+``[result] name = value unit`` lines that ``runtime.report_result`` printed, and its files. A failing
+notebook is reported in the table and the run goes on; the exit code is 1 if any notebook failed or
+was stopped. ``<name>.ipynb`` is the last run that ended ok: a run is written to
+``<name>.running.ipynb`` after every cell (so a run that is killed still leaves the outputs and
+results of the cells that finished) and replaces ``<name>.ipynb`` only when it ends ok; otherwise it
+is kept as ``<name>.failed.ipynb`` or ``<name>.stopped.ipynb``. The kernel's own log lines go to
+``<name>.kernel.log``, which a failure points to. Ctrl-C stops the run the way ``--budget`` does:
+the running cell is interrupted as by the stop button and may wind up (a training cell saves its
+checkpoint), the table is written, and the exit code is 130; a second Ctrl-C stops within seconds
+(the kernel is shut down) and the table is still written. A cell past ``--timeout`` (none by default
+in full mode) is interrupted the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import math
 import os
 import platform
 import re
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
+from tools import notebooks
+from tools.notebooks import CTRL_C, Stop, count, ctrl_c_stops, kernel_env, numbered_notebooks
+from tools.paths import REPO_ROOT
 from utils.runtime import RESULT_PREFIX
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULT_LINE = re.compile(
     rf"^{re.escape(RESULT_PREFIX)} (?P<name>\S+) = (?P<value>\S+)(?: (?P<unit>.+?))?\s*$"
 )
@@ -55,7 +58,8 @@ class Result:
 
 @dataclass
 class NotebookRun:
-    """What running one notebook gave: ``status`` is "ok" or says what went wrong."""
+    """What running one notebook gave: ``status`` is "ok" or says what went wrong; ``executed`` is
+    its copy (see ``keep_copy``), ``log`` the kernel's log of this run (None if no kernel started)."""
 
     name: str
     status: str
@@ -63,6 +67,7 @@ class NotebookRun:
     device: str = "?"
     results: list[Result] = field(default_factory=list)
     executed: Path | None = None
+    log: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,10 +81,10 @@ def find_lectures(folder: Path, only: Sequence[str] = ()) -> list[Path]:
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"No lecture folder at {str(folder)!r}; pass --lectures DIR.")
-    notebooks = sorted(folder.glob("[0-9]*.ipynb"))
+    lectures = numbered_notebooks(folder)
     if only:
-        notebooks = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
-    return notebooks
+        lectures = [p for p in lectures if any(p.name.startswith(prefix) for prefix in only)]
+    return lectures
 
 
 def _stream_text(nb) -> str:
@@ -106,29 +111,6 @@ def parse_outputs(nb) -> tuple[str | None, list[Result]]:
     return (device["device"].strip() if device else None), results
 
 
-def _failure(err: BaseException) -> str:
-    """One short status line for a notebook that did not finish."""
-    name = type(err).__name__
-    if name == "CellExecutionError":
-        ename = getattr(err, "ename", "") or "error"
-        evalue = (getattr(err, "evalue", "") or "").strip().splitlines()
-        return f"failed: {ename}: {evalue[0][:100] if evalue else ''}".rstrip(": ")
-    if name == "CellTimeoutError":
-        return "failed: a cell ran past --timeout"
-    if name == "DeadKernelError":
-        return "failed: the kernel died (out of memory?)"
-    text = str(err).strip().splitlines()
-    return f"failed: {name}: {text[0][:100] if text else ''}".rstrip(": ")
-
-
-def kernel_env(fast: bool) -> dict[str, str]:
-    """The kernel's environment: ours, with DIGM_FAST set for the mode and the repository importable."""
-    env = dict(os.environ)
-    env["DIGM_FAST"] = "1" if fast else "0"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 FAST_CELL_TIMEOUT = 900  # seconds: a FAST cell that runs longer has hung (as in `make test`'s nbval limit)
 
 
@@ -140,20 +122,29 @@ def cell_timeout(requested: int | None, fast: bool) -> int | None:
     return requested or None
 
 
-CTRL_C = "stopped: Ctrl-C"  # status prefix of a notebook the user stopped
+def copy_path(out_dir: Path, stem: str, kind: str = "") -> Path:
+    """Where a notebook's executed copy of a ``kind`` goes: "" for the last run that ended ok,
+    "running" while it runs, "failed" or "stopped" for a run that did not end ok."""
+    return out_dir / (f"{stem}.{kind}.ipynb" if kind else f"{stem}.ipynb")
 
-# After --budget interrupts a cell, how long the cell may take to wind up (a training loop saves
-# its checkpoint) before the kernel is shut down regardless.
-INTERRUPT_GRACE = 60
+
+def kernel_log(out_dir: Path, stem: str) -> Path:
+    return out_dir / f"{stem}.kernel.log"
 
 
-@dataclass
-class Stop:
-    """What the runner shares with its Ctrl-C handler: the running kernel's pid (None between kernels)
-    and whether the user has pressed Ctrl-C."""
+def keep_copy(out_dir: Path, stem: str, status: str) -> Path:
+    """Put the running copy of ``stem`` in its place for ``status`` and return that place.
 
-    pid: int | None = None
-    pressed: threading.Event = field(default_factory=threading.Event)
+    Only a run that ended ok replaces ``<stem>.ipynb``, so a failed or stopped rerun never costs the
+    good copy of an earlier one; it is kept as ``<stem>.failed.ipynb`` or ``<stem>.stopped.ipynb``
+    instead, and the partial copy of an earlier run (stale now) is removed.
+    """
+    kind = "" if status == "ok" else ("failed" if status.startswith("failed") else "stopped")
+    target = copy_path(out_dir, stem, kind)
+    os.replace(copy_path(out_dir, stem, "running"), target)
+    for stale in {"failed", "stopped"} - {kind}:
+        copy_path(out_dir, stem, stale).unlink(missing_ok=True)
+    return target
 
 
 def run_notebook(
@@ -166,162 +157,39 @@ def run_notebook(
     deadline: float | None = None,
     stop: Stop | None = None,
 ) -> NotebookRun:
-    """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder); save it to ``out_dir``.
+    """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder), its copy in ``out_dir``.
 
     ``deadline`` (a ``time.monotonic()`` value) interrupts the running cell at that moment, as the
-    stop button would, and gives it INTERRUPT_GRACE seconds to wind up; so does ``timeout`` (seconds
-    per cell, None for no limit) for a cell that runs too long, and Ctrl-C (see ``ctrl_c_stops``).
-    The copy in ``out_dir`` is written after every cell, so what finished is kept either way.
+    stop button would, and gives it time to wind up; so does ``timeout`` (seconds per cell, None for
+    no limit) for a cell that runs too long, and Ctrl-C (see ``notebooks.ctrl_c_stops``). The copy
+    ``<name>.running.ipynb`` is written after every cell, so what finished is kept even if the run is
+    killed; at the end it goes where ``keep_copy`` says. The kernel's log goes to ``<name>.kernel.log``.
     """
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
-
-    stop = stop or Stop()
+    out_dir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(path, as_version=4)
-    if stop.pressed.is_set():
-        return not_started(path, out_dir, f"{CTRL_C} before it started")
-    if deadline is not None and time.monotonic() >= deadline:
-        return not_started(path, out_dir, "stopped: --budget spent before it started")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / path.name
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
+    outcome = notebooks.execute(
+        nb, path.parent, env=kernel_env(fast), kernel=kernel, timeout=timeout, deadline=deadline, stop=stop,
+        save_to=copy_path(out_dir, path.stem, "running"), log=kernel_log(out_dir, path.stem),
     )
-
-    def save() -> None:
-        client.set_widgets_metadata()  # widget state, so the copy shows (and the slides keep) its widgets
-        nbformat.write(nb, executed)
-
-    def where(index: int) -> str:
-        return f"cell {index + 1} of {len(nb.cells)}"
-
-    start = time.perf_counter()
-    status = "ok"
-    index = 0
-    fired = threading.Event()  # set when this cell was interrupted for --budget or --timeout
-    try:
-        with client.setup_kernel(env=kernel_env(fast)):
-            stop.pid = client.km.provisioner.pid
-            try:
-                for index, cell in enumerate(nb.cells):
-                    if stop.pressed.is_set():
-                        status = f"{CTRL_C} before {where(index)}"
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        status = f"stopped: --budget spent before {where(index)}"
-                        break
-                    fired = threading.Event()  # one per cell: a late timer cannot touch the next cell
-                    alarm = None
-                    limits = [t for t in (deadline, None if timeout is None else time.monotonic() + timeout) if t is not None]
-                    if limits:
-                        # Interrupt the cell at its limit, then allow INTERRUPT_GRACE s to wind up before nbclient
-                        # gives up on it (and the kernel is shut down, losing whatever it had not saved).
-                        client.timeout = math.ceil(min(limits) - time.monotonic() + INTERRUPT_GRACE)
-                        alarm = _interrupt_at(min(limits), stop.pid, fired)
-                    try:
-                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                    finally:
-                        if alarm is not None:
-                            alarm.cancel()
-                            alarm.join()  # a callback already under way finishes before the next cell
-                    save()
-                    if stop.pressed.is_set():  # the cell caught the interrupt, or Ctrl-C came as it ended
-                        status = f"{CTRL_C} at {where(index)}"
-                        break
-                    if fired.is_set() and not (deadline is not None and time.monotonic() >= deadline):
-                        status = f"failed: {where(index)} ran past --timeout {timeout} s and was interrupted"
-                        break
-            finally:
-                stop.pid = None
-    except (CellExecutionError, CellTimeoutError) as err:
-        if stop.pressed.is_set():
-            status = f"{CTRL_C} in {where(index)}"
-        elif deadline is not None and time.monotonic() >= deadline:
-            status = f"stopped: --budget spent in {where(index)}"
-        elif fired.is_set():
-            status = f"failed: {where(index)} ran past --timeout {timeout} s and was interrupted"
-        else:
-            status = _failure(err)
-    except Exception as err:  # a failing notebook is a row in the table, not the end of the run
-        status = _failure(err)
-    seconds = time.perf_counter() - start
-    save()
+    executed = keep_copy(out_dir, path.stem, outcome.status)
     device, results = parse_outputs(nb)
-    return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
-
-
-def not_started(path: Path, out_dir: Path, status: str) -> NotebookRun:
-    """The row of a notebook the run stopped before: its unexecuted copy goes to ``out_dir`` too."""
-    import nbformat
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nbformat.read(path, as_version=4), out_dir / path.name)
-    return NotebookRun(path.stem, status, 0.0, _runner_device())
+    return NotebookRun(
+        path.stem, outcome.status, outcome.seconds, device or _runner_device(), results, executed, outcome.log
+    )
 
 
 def cut_short(path: Path, out_dir: Path, status: str, seconds: float) -> NotebookRun:
-    """The row of a notebook stopped without the chance to finish its row: read from its executed copy."""
-    import nbformat
-
-    executed = out_dir / path.name
-    if not executed.exists():
-        return not_started(path, out_dir, status)
+    """The row of a notebook stopped without the chance to finish its row: read from its running copy
+    (written after every cell), which is kept as the stopped copy."""
+    running = copy_path(out_dir, path.stem, "running")
+    if not running.exists():  # stopped before its first cell finished
+        nbformat.write(nbformat.read(path, as_version=4), running)
+    executed = keep_copy(out_dir, path.stem, status)
     device, results = parse_outputs(nbformat.read(executed, as_version=4))
-    return NotebookRun(path.stem, status, seconds, device or _runner_device(), results, executed)
-
-
-def _interrupt(pid: int | None) -> None:
-    """SIGINT to the kernel's process group, as Jupyter's stop button sends (the kernel leads its own)."""
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg") and os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGINT)
-        else:
-            os.kill(pid, signal.SIGINT)
-
-
-@contextlib.contextmanager
-def ctrl_c_stops(stop: Stop):
-    """For the whole run, the first Ctrl-C interrupts the running kernel (if any) and sets ``stop.pressed``
-    instead of killing the runner, so the cell can wind up and the table is written; the second one raises
-    KeyboardInterrupt as usual. The kernel runs in its own session, so the terminal's Ctrl-C misses it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def first_ctrl_c(signum, frame) -> None:
-        stop.pressed.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _interrupt(stop.pid)
-        with contextlib.suppress(Exception):  # e.g. a reentrant write to stderr: the stop matters more
-            print(
-                "\nCtrl-C: interrupting the running cell and stopping after it winds up (a training cell saves "
-                "its checkpoint); Ctrl-C again stops within seconds.", file=sys.stderr, flush=True,
-            )
-
-    previous = signal.signal(signal.SIGINT, first_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _interrupt_at(deadline: float, pid: int | None, fired: threading.Event) -> threading.Timer | None:
-    """Interrupt the kernel (as the stop button does) at ``deadline`` and set ``fired``: the running
-    cell ends with KeyboardInterrupt after its own clean-up, e.g. ``fit`` saving its checkpoint."""
-    if pid is None or not hasattr(signal, "SIGINT"):
-        return None
-
-    def interrupt() -> None:
-        fired.set()
-        _interrupt(pid)
-
-    alarm = threading.Timer(max(0.0, deadline - time.monotonic()), interrupt)
-    alarm.daemon = True
-    alarm.start()
-    return alarm
+    log = kernel_log(out_dir, path.stem)
+    return NotebookRun(
+        path.stem, status, seconds, device or _runner_device(), results, executed, log if log.exists() else None
+    )
 
 
 def _runner_device() -> str:
@@ -338,13 +206,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def files(run: NotebookRun) -> list[Path]:
+    """The files that show what happened: the executed copy, and the kernel's log when it did not end ok."""
+    shown = [run.executed] + ([run.log] if not run.ok else [])
+    return [path for path in shown if path is not None]
+
+
 def results_table(runs: Sequence[NotebookRun]) -> str:
-    """A markdown table: notebook, status, seconds, device, key results."""
-    lines = ["| notebook | status | seconds | device | key results |", "|---|---|---|---|---|"]
+    """A markdown table: notebook, status, seconds, device, key results, and its files (in the same folder)."""
+    lines = ["| notebook | status | seconds | device | key results | files |", "|---|---|---|---|---|---|"]
     for run in runs:
         results = "; ".join(str(r) for r in run.results) or "-"
+        names = ", ".join(path.name for path in files(run)) or "-"
         lines.append(
-            f"| {_cell(run.name)} | {_cell(run.status)} | {run.seconds:.1f} | {_cell(run.device)} | {_cell(results)} |"
+            f"| {_cell(run.name)} | {_cell(run.status)} | {run.seconds:.1f} | {_cell(run.device)} | {_cell(results)} "
+            f"| {_cell(names)} |"
         )
     return "\n".join(lines)
 
@@ -352,7 +228,7 @@ def results_table(runs: Sequence[NotebookRun]) -> str:
 def report(runs: Sequence[NotebookRun], *, fast: bool, command: str) -> str:
     failed = [r.name for r in runs if not r.ok]
     total = sum(r.seconds for r in runs)
-    summary = f"{len(runs)} notebooks, {len(runs) - len(failed)} ok, {len(failed)} failed" + (
+    summary = f"{count(len(runs), 'notebook')}, {len(runs) - len(failed)} ok, {len(failed)} failed" + (
         f" ({', '.join(failed)})" if failed else ""
     )
     return "\n".join(
@@ -380,9 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"interrupt a cell that runs longer (0: no limit; default {FAST_CELL_TIMEOUT} with --fast, "
         "none in full mode, where training cells take hours on a CPU: use --budget to bound the run)",
     )
-    parser.add_argument("--lectures", type=Path, default=ROOT / "lectures", help="folder of notebooks")
+    parser.add_argument("--lectures", type=Path, default=REPO_ROOT / "lectures", help="folder of notebooks")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "build" / "course", help="executed notebooks, results.md"
+        "--out", type=Path, default=REPO_ROOT / "build" / "course", help="executed notebooks, results.md"
     )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument(
@@ -397,11 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = time.monotonic() + args.budget if args.budget else None
     only = [p for item in args.only for p in item.split(",") if p]
     try:
-        notebooks = find_lectures(args.lectures, only)
+        lectures = find_lectures(args.lectures, only)
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2
-    if not notebooks:
+    if not lectures:
         print(
             f"No notebook in {args.lectures} matches {only or '*.ipynb'}; check --only / --lectures.",
             file=sys.stderr,
@@ -409,13 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     mode = "FAST" if args.fast else "full"
-    print(
-        f"Running {len(notebooks)} notebook(s) in {mode} mode; executed copies go to {args.out}", flush=True
-    )
+    print(f"Running {count(len(lectures), 'notebook')} in {mode} mode; executed copies go to {args.out}", flush=True)
     runs = []
     stop = Stop()
     with ctrl_c_stops(stop):
-        for path in notebooks:
+        for path in lectures:
             print(f"  {path.name} ...", end=" ", flush=True)
             start = time.perf_counter()
             try:
@@ -427,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stop.pressed.set()
                 run = cut_short(path, args.out, f"{CTRL_C} twice", time.perf_counter() - start)
             print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
+            if not run.ok and run.log is not None:  # where to look, on a line of its own
+                print(f"      see {' and '.join(str(path) for path in files(run))}", flush=True)
             runs.append(run)
 
     command = "python -m tools.course " + " ".join(argv if argv is not None else sys.argv[1:])
