@@ -59,7 +59,8 @@ def course_run(tmp_path_factory) -> CourseRun:
     lectures = root / "lectures"
     lectures.mkdir()
     write_notebook(lectures / "01_good.ipynb", SETUP, REPORT)
-    write_notebook(lectures / "02_broken.ipynb", KERNEL_LOG_LINE, f"raise ValueError({LONG_ERROR + chr(10) + 'more'!r})")
+    broken = f"raise ValueError({LONG_ERROR + chr(10) + 'more'!r})"  # the second line is not for the table
+    write_notebook(lectures / "02_broken.ipynb", KERNEL_LOG_LINE, broken)
     out = root / "build"
     command = [sys.executable, "-m", "tools.course", "--fast", "--lectures", str(lectures), "--out", str(out)]
     done = subprocess.run([*command, "--timeout", "120"], capture_output=True, text=True, timeout=600)

@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     mode = "FAST" if args.fast else "full"
-    print(f"Running {count(len(lectures), 'notebook')} in {mode} mode; executed copies go to {args.out}", flush=True)
+    print(f"Running {count(len(lectures), 'notebook')} in {mode} mode; copies go to {args.out}", flush=True)
     runs = []
     stop = Stop()
     with ctrl_c_stops(stop):
