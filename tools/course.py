@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run = cut_short(path, args.out, f"{CTRL_C} twice", time.perf_counter() - start)
             print(f"{run.status} ({run.seconds:.1f} s)", flush=True)
             if not run.ok and run.log is not None:  # where to look, on a line of its own
-                print(f"      see {' and '.join(str(path) for path in files(run))}", flush=True)
+                print(f"      see {' and '.join(str(file) for file in files(run))}", flush=True)
             runs.append(run)
 
     command = "python -m tools.course " + " ".join(argv if argv is not None else sys.argv[1:])

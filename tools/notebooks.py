@@ -93,7 +93,8 @@ def execute(
     for the whole run) interrupt the running cell; so does Ctrl-C under ``ctrl_c_stops(stop)``.
     ``save_to`` gets the notebook after every cell, so a run that is killed keeps what finished;
     ``log`` gets the kernel's stdout and stderr (None: they go where ours go). The widget state is
-    stored in ``nb`` either way. A failing cell is reported in the outcome, never raised.
+    stored in ``nb`` either way. A failing cell is reported in the outcome, never raised; only a
+    second Ctrl-C raises (KeyboardInterrupt), once the kernel is shut down.
     """
     from nbclient import NotebookClient
 
