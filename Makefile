@@ -15,7 +15,7 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 help:
 	@echo "make lab       open the course in JupyterLab (creates .venv on first use)"
 	@echo "make test      run the whole test suite in FAST mode (DIGM_FAST=1)"
-	@echo "make lint      ruff over utils/, tests/ and the notebooks"
+	@echo "make lint      ruff over utils/, tools/, tests/ and the notebooks"
 	@echo "make course    execute every lecture in full mode into build/course and print a results table"
 	@echo "make release   regenerate assignments/ from solutions/ (nbgrader)"
 	@echo "make grade     autograde grading/submitted/*, write feedback and grading/grades.csv"
@@ -41,19 +41,19 @@ test: $(STAMP)
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests lectures solutions
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check utils tests lectures solutions
+	$(VENV)/bin/ruff check utils tools tests lectures solutions
 
 course: $(STAMP)
-	DIGM_REQUIRE_FULL=$${DIGM_REQUIRE_FULL:-1} $(PY) -m utils.course $(ARGS)
+	DIGM_REQUIRE_FULL=$${DIGM_REQUIRE_FULL:-1} $(PY) -m tools.course $(ARGS)
 
 release: $(STAMP)
-	$(PY) -m utils.grading release $(ARGS)
+	$(PY) -m tools.grading release $(ARGS)
 
 grade: $(STAMP)
-	$(PY) -m utils.grading grade $(ARGS)
+	$(PY) -m tools.grading grade $(ARGS)
 
 slides: $(STAMP)
-	$(PY) -m utils.slides $(ARGS)
+	$(PY) -m tools.slides $(ARGS)
 
 benchmark: $(STAMP)
 	$(PY) tests/benchmarks/bench_trainer.py $(ARGS)

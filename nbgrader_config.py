@@ -1,5 +1,5 @@
 """nbgrader configuration of the course (read by `nbgrader ...`, JupyterLab's Validate button and
-`python -m utils.grading`).
+`python -m tools.grading`).
 
 Layout: `solutions/<id>/<id>.ipynb` are the instructor sources (solutions, visible and hidden tests),
 `assignments/<id>/<id>.ipynb` the generated student versions (committed). Everything that holds
@@ -47,7 +47,7 @@ c.Execute.extra_arguments = [
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"\w*Warning: "
 
-# nbgrader's Validator (JupyterLab's Validate button, `python -m utils.grading validate`) also fails
+# nbgrader's Validator (JupyterLab's Validate button, `python -m tools.grading validate`) also fails
 # a test cell that writes to stderr, but it takes no preprocessors from configuration, so it cannot
 # drop warnings the way the autograder does. Its kernels print Python warnings to stdout instead;
 # otherwise a student is told "failed" for a cell that gets full points. Nested under Validator,

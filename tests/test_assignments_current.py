@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils import grading
+from tools.grading import release
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "solutions").glob("*/*.ipynb"))
@@ -16,7 +16,7 @@ RELEASED = sorted((ROOT / "assignments").glob("*/*.ipynb"))
 
 @pytest.mark.grading
 def test_assignments_are_up_to_date_with_solutions():
-    problems = grading.out_of_date()
+    problems = release.out_of_date()
     assert not problems, "assignments/ is out of date; run `make release` and commit it:\n" + "\n".join(
         problems
     )

@@ -29,7 +29,9 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from utils import grading
+from tools.grading import autograde, collect, config, validate
+from tools.grading.__main__ import main as grading_command
+from tools.grading.report import SubmissionResult
 
 pytestmark = pytest.mark.grading
 
@@ -143,7 +145,7 @@ def make_submission(
 @dataclass
 class Course:
     root: Path
-    a1: dict[str, grading.SubmissionResult]
+    a1: dict[str, SubmissionResult]
     a2_exit_code: int
     a2_stdout: str
     a2_stderr: str
@@ -163,7 +165,7 @@ def course(tmp_path_factory, fast_kernels) -> Course:
     root = tmp_path_factory.mktemp("course")
     for folder in ("solutions", "assignments"):
         shutil.copytree(ROOT / folder, root / folder)
-    shutil.copy(ROOT / grading.CONFIG_FILE, root)
+    shutil.copy(ROOT / config.CONFIG_FILE, root)
     for assignment, students in SUBMISSIONS.items():
         for student, edits in students.items():
             folder = root / "grading" / "submitted" / student / assignment
@@ -173,10 +175,10 @@ def course(tmp_path_factory, fast_kernels) -> Course:
         folder = root / "grading" / "submitted" / student / A1
         folder.mkdir(parents=True)
         nbformat.write(make_submission(root, A1, {}, answered=answered), folder / f"{A1}.ipynb")
-    a1 = {r.student: r for r in grading.grade([A1], root=root, timeout=A1_TIMEOUT, echo=False)}
+    a1 = {r.student: r for r in autograde.grade([A1], root=root, timeout=A1_TIMEOUT, echo=False)}
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = grading.main(["grade", A2, "--root", str(root)])
+        code = grading_command(["grade", A2, "--root", str(root)])
     return Course(root, a1, code, out.getvalue(), err.getvalue())
 
 
@@ -184,7 +186,7 @@ def cell_scores(root: Path, assignment: str, student: str) -> dict[str, tuple[fl
     """grade cell -> (auto score, max score), from nbgrader's gradebook."""
     from nbgrader.api import Gradebook
 
-    cfg = grading.course_config(root)
+    cfg = config.course_config(root)
     with Gradebook(cfg.CourseDirectory.db_url) as gb:
         (notebook,) = gb.find_submission(assignment, student).notebooks
         return {g.name: (g.auto_score, float(g.max_score)) for g in notebook.grades}
@@ -193,7 +195,7 @@ def cell_scores(root: Path, assignment: str, student: str) -> dict[str, tuple[fl
 @pytest.mark.parametrize("assignment", [A1, A2])
 def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels, assignment):
     path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
-    results = grading.validate(path)  # nbgrader's Validator API: {} when every test cell passes
+    results = validate.validate(path)  # nbgrader's Validator API: {} when every test cell passes
     failed = [cell["source"].splitlines()[0] for cell in results.get("failed", [])]
     assert results == {}, f"{path.name}: the instructor solution fails test cells starting {failed}"
 
@@ -335,7 +337,7 @@ def test_feedback_wraps_long_output_lines(course):
 
 def test_validate_command_exits_non_zero_when_a_test_fails(course, capsys):
     path = course.root / "grading" / "submitted" / "untouched" / A1 / f"{A1}.ipynb"
-    assert grading.main(["validate", str(path)]) == 1, (
+    assert grading_command(["validate", str(path)]) == 1, (
         "validate should exit 1 on the untouched student version"
     )
     out = capsys.readouterr().out
@@ -364,13 +366,13 @@ def _one_test_cell_notebook(path: Path, source: str) -> Path:
 def test_validate_passes_a_test_cell_that_only_prints_a_warning(tmp_path):
     # The autograder gives such a cell its points (IgnorePattern), so validate must not call it failed.
     path = _one_test_cell_notebook(tmp_path / "warns.ipynb", "import warnings\nwarnings.warn('harmless')")
-    results = grading.validate(path)
+    results = validate.validate(path)
     assert results == {}, f"a passing test cell that printed a UserWarning was reported: {results}"
 
 
 def test_validate_still_fails_a_test_cell_that_warns_and_raises(tmp_path):
     source = "import warnings\nwarnings.warn('harmless')\nassert 1 + 1 == 3, 'wrong sum'"
-    results = grading.validate(_one_test_cell_notebook(tmp_path / "fails.ipynb", source))
+    results = validate.validate(_one_test_cell_notebook(tmp_path / "fails.ipynb", source))
     assert len(results.get("failed", [])) == 1, (
         f"the failing cell was not reported (are errors filtered with the warnings?): {results}"
     )
@@ -465,7 +467,7 @@ def small_validation(tmp_path_factory) -> tuple[int, str]:
     nbformat.write(nb, path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = grading.main(["validate", str(path)])
+        code = grading_command(["validate", str(path)])
     return code, out.getvalue()
 
 
@@ -504,7 +506,7 @@ def _course_and_download(tmp_path: Path) -> tuple[Path, Path]:
     """A course with the solutions and config, and an empty folder for an LMS download."""
     root = tmp_path / "course"
     shutil.copytree(ROOT / "solutions", root / "solutions")
-    shutil.copy(ROOT / grading.CONFIG_FILE, root)
+    shutil.copy(ROOT / config.CONFIG_FILE, root)
     download = tmp_path / "download"
     download.mkdir()
     return root, download
@@ -519,7 +521,7 @@ def test_collect_files_an_lms_download_by_student_and_assignment(tmp_path):
         "notes.ipynb",
     ):
         (download / name).write_text("{}")
-    written, skipped = grading.collect(download, root=root)
+    written, skipped = collect.collect(download, root=root)
     submitted = root / "grading" / "submitted"
     assert written == [submitted / "alice" / A1 / f"{A1}.ipynb", submitted / "bob.smith" / A2 / f"{A2}.ipynb"]
     assert (submitted / "alice" / A1 / "timestamp.txt").read_text().strip(), (
@@ -533,7 +535,7 @@ def test_collect_files_the_latest_resubmission_whatever_the_name_order(tmp_path)
     # Name order puts "-10" before "-9" and both before the unnumbered first attempt.
     for name, attempt in (("dana_a2_vae.ipynb", 0), ("dana_a2_vae-9.ipynb", 9), ("dana_a2_vae-10.ipynb", 10)):
         (download / name).write_text(json.dumps({"attempt": attempt}))
-    written, _ = grading.collect(download, root=root)
+    written, _ = collect.collect(download, root=root)
     assert written == [root / "grading" / "submitted" / "dana" / A2 / f"{A2}.ipynb"], (
         f"one file per student and assignment expected, got {written}"
     )
@@ -546,13 +548,13 @@ def test_collect_files_the_latest_resubmission_whatever_the_name_order(tmp_path)
 def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
     from nbgrader.api import Gradebook
 
-    cfg = grading.course_config(course.root)
+    cfg = config.course_config(course.root)
     with Gradebook(cfg.CourseDirectory.db_url) as gb:  # what the formgrader does when a TA grades
         for grade in gb.find_submission(A1, "missing_sum").notebooks[0].grades:
             if grade.name.endswith("_written"):
                 grade.manual_score = grade.max_score
         gb.db.commit()
-    (result,) = grading.grade([A1], root=course.root, students=["missing_sum"], echo=False)
+    (result,) = autograde.grade([A1], root=course.root, students=["missing_sum"], echo=False)
     assert result.score == 24 + 9 and "by hand" not in result.notes, f"after manual grading: {result}"
     with open(course.root / "grading" / "grades.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if (r["assignment"], r["student_id"]) == (A1, "missing_sum"))
@@ -575,7 +577,7 @@ def regraded(course) -> Regraded:
     answered, one written answer rewritten after all were graded by hand). `solved` is unchanged."""
     from nbgrader.api import Gradebook
 
-    cfg = grading.course_config(course.root)
+    cfg = config.course_config(course.root)
     with Gradebook(cfg.CourseDirectory.db_url) as gb:
         for grade in gb.find_submission(A1, "resubmits").notebooks[0].grades:
             if grade.name.endswith("_written"):
@@ -596,11 +598,11 @@ def regraded(course) -> Regraded:
     )
     nbformat.write(fixed, download / f"resubmits_{A1}-2.ipynb")
     os.utime(download / f"resubmits_{A1}-2.ipynb", (stamp, stamp))
-    grading.collect(download, root=course.root)
+    collect.collect(download, root=course.root)
     out = io.StringIO()
     args = ["grade", A1, "--root", str(course.root), "--timeout", str(A1_TIMEOUT)]
     with contextlib.redirect_stdout(out):
-        grading.main(args + ["--student", "replaced", "--student", "resubmits", "--student", "solved"])
+        grading_command(args + ["--student", "replaced", "--student", "resubmits", "--student", "solved"])
     with open(course.root / "grading" / "report.csv", newline="") as fh:
         report = {row["student_id"]: row for row in csv.DictReader(fh)}
     return Regraded(out.getvalue(), report)
@@ -645,7 +647,7 @@ def test_grading_stamps_a_submission_with_its_file_date(course, regraded):
 def test_manual_grade_of_an_unchanged_written_answer_survives_a_regrade(course, regraded):
     from nbgrader.api import Gradebook
 
-    cfg = grading.course_config(course.root)
+    cfg = config.course_config(course.root)
     with Gradebook(cfg.CourseDirectory.db_url) as gb:
         grades = {g.name: g for g in gb.find_submission(A1, "resubmits").notebooks[0].grades}
         kept = {
@@ -674,16 +676,16 @@ def test_report_counts_written_answers_pending_by_hand(regraded):
 def test_rewritten_answer_stays_flagged_until_graded_by_hand_again(course, regraded):
     from nbgrader.api import Gradebook
 
-    (again,) = grading.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    (again,) = autograde.grade([A1], root=course.root, students=["resubmits"], echo=False)
     assert again.status == "unchanged" and again.rewritten_answers == ["a1_kl_written"], (
         f"on the next run the rewritten answer should still be flagged: {again.status}, {again.rewritten_answers}"
     )
-    cfg = grading.course_config(course.root)
+    cfg = config.course_config(course.root)
     with Gradebook(cfg.CourseDirectory.db_url) as gb:  # what the formgrader does when a TA saves a grade
         grade = gb.find_grade("a1_kl_written", A1, A1, "resubmits")
         grade.manual_score, grade.needs_manual_grade = 1.0, False
         gb.db.commit()
-    (after,) = grading.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    (after,) = autograde.grade([A1], root=course.root, students=["resubmits"], echo=False)
     assert after.rewritten_answers == [], (
         f"once graded by hand again the answer should no longer be flagged: {after.rewritten_answers}"
     )

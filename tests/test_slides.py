@@ -1,7 +1,7 @@
 """Lectures are slide decks: every cell has slide metadata, and `make slides` builds offline decks.
 
 The deck test builds lecture 01 (executed in FAST mode so its figures exist) with
-``utils.slides``, serves the folder on a loopback port and opens it in headless Chromium with every
+``tools.slides``, serves the folder on a loopback port and opens it in headless Chromium with every
 request to another host aborted and recorded: reveal.js must start and MathJax must typeset with no
 network at all. The same deck is then shown slide by slide to check that no code or output block runs
 off a slide, and its index.html is opened to follow the link and press every key the page names.
@@ -24,7 +24,18 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT, watch_page
 
-from utils import slides
+from tools import notebooks
+from tools.slides import SlidesError
+from tools.slides.build import build_decks
+from tools.slides.deck import (
+    LECTURE_TITLE_META,
+    WIDGET_STATE,
+    WIDGET_VIEW,
+    build_deck,
+    flatten_widget_outputs,
+    lecture_title,
+)
+from tools.slides.index import COURSE_TITLE, PRESENTING_KEYS, write_index
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
 DECK_LECTURE = "01_*.ipynb"
@@ -54,11 +65,11 @@ def test_every_cell_has_slide_metadata(path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "templates").glob("*.ipynb")), ids=lambda p: p.name)
-def test_template_notebook_runs_in_fast_mode(path, monkeypatch):
+def test_template_notebook_runs_in_fast_mode(path):
     # Students start from these; a template that fails before they change anything is a bad start.
-    monkeypatch.setenv("DIGM_FAST", "1")  # the kernel nbclient starts inherits it
     notebook = nbformat.read(path, as_version=4)
-    slides.execute_notebook(notebook, path.parent, timeout=300)
+    outcome = notebooks.execute(notebook, path.parent, env=notebooks.kernel_env(fast=True), timeout=300)
+    assert outcome.ok, f"{path.name}: {outcome.status}"
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name} raised: {errors[0].get('ename')}: {errors[0].get('evalue')}"
 
@@ -92,13 +103,13 @@ def test_widget_views_become_their_last_drawing():
             "display_data",
             data={
                 "text/plain": "interactive(...)",
-                slides.WIDGET_VIEW: {"model_id": "box", "version_major": 2},
+                WIDGET_VIEW: {"model_id": "box", "version_major": 2},
             },
         )
     ]
     notebook.cells = [cell]
     notebook.metadata["widgets"] = {
-        slides.WIDGET_STATE: {
+        WIDGET_STATE: {
             "state": {
                 "box": {
                     "model_name": "VBoxModel",
@@ -109,7 +120,7 @@ def test_widget_views_become_their_last_drawing():
             }
         }
     }
-    slides.flatten_widget_outputs(notebook)
+    flatten_widget_outputs(notebook)
     assert cell.outputs == [figure], (
         f"expected the Output widget's figure in place of the widget, got {cell.outputs}"
     )
@@ -126,8 +137,30 @@ def test_a_lecture_whose_kernel_dies_fails_with_a_slides_error(tmp_path):
     notebook.cells = [nbformat.v4.new_code_cell("import os\nos._exit(1)")]
     path = tmp_path / "dies.ipynb"
     nbformat.write(notebook, path)
-    with pytest.raises(slides.SlidesError, match="kernel died"):
-        slides.build_deck(path, tmp_path / "out", execute="always", timeout=60)
+    with pytest.raises(SlidesError, match="kernel died"):
+        build_deck(path, tmp_path / "out", execute="always", timeout=60)
+
+
+def test_a_failing_lecture_names_its_kernel_log_and_keeps_the_log_off_the_terminal(tmp_path, capfd):
+    # A kernel logs to its stderr ("[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."); those
+    # lines used to land among the build's progress lines, and the error named no place to look.
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("get_ipython().kernel.log.error('kernel log line: caught in kernel')"),
+        nbformat.v4.new_code_cell("raise ValueError('deliberately broken')"),
+    ]
+    path = tmp_path / "03_broken.ipynb"
+    nbformat.write(notebook, path)
+    with pytest.raises(SlidesError) as failed:
+        build_deck(path, tmp_path / "out", execute="always", timeout=60)
+    log = tmp_path / "out" / "logs" / "03_broken.kernel.log"
+    assert "ValueError: deliberately broken" in str(failed.value) and str(log) in str(failed.value), (
+        f"the error does not say what failed and where the kernel's log is: {failed.value}"
+    )
+    assert "kernel log line: caught in kernel" in log.read_text(), f"the kernel's log line is not in {log}"
+    terminal = "".join(capfd.readouterr())
+    assert "kernel log line" not in terminal, f"the kernel's log line reached the terminal:\n{terminal}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +177,7 @@ def _require_npm() -> None:
 
 @pytest.fixture(scope="module")
 def deck(tmp_path_factory) -> Path:
-    """Lecture 01 built into a temporary folder by utils.slides, executed in FAST mode."""
+    """Lecture 01 built into a temporary folder by tools.slides, executed in FAST mode."""
     _require_npm()
     found = sorted((REPO_ROOT / "lectures").glob(DECK_LECTURE))
     if not found:
@@ -152,7 +185,7 @@ def deck(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("slides")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DIGM_FAST", "1")  # the kernel nbclient starts inherits it
-        (path,) = slides.build_decks([found[0]], out, execute="always", npm_dir=NPM_DIR, quiet=True)
+        (path,) = build_decks([found[0]], out, execute="always", npm_dir=NPM_DIR, quiet=True)
     return path
 
 
@@ -274,9 +307,9 @@ def test_lecture_title_is_the_first_markdown_heading():
         nbformat.v4.new_code_cell("# a comment, not a heading"),
         nbformat.v4.new_markdown_cell("Some text first.\n\n## Week 07 · Flows *beyond* mean field ##\n# Later"),
     ]
-    assert slides.lecture_title(notebook) == "Week 07 · Flows *beyond* mean field"
+    assert lecture_title(notebook) == "Week 07 · Flows *beyond* mean field"
     notebook.cells = [nbformat.v4.new_markdown_cell("#hashtag is not a heading")]
-    assert slides.lecture_title(notebook) is None
+    assert lecture_title(notebook) is None
 
 
 def _index_entries(index_html: str) -> list[tuple[str, str, str]]:
@@ -290,7 +323,7 @@ def _index_entries(index_html: str) -> list[tuple[str, str, str]]:
 
 
 def test_index_lists_every_deck_with_its_number_and_title(tmp_path):
-    meta = slides.LECTURE_TITLE_META
+    meta = LECTURE_TITLE_META
     (tmp_path / "12_structured.slides.html").write_text(
         f'<html><head><meta content="Week 12 · Encoders &amp; decoders" name="{meta}"></head></html>'
     )
@@ -298,14 +331,14 @@ def test_index_lists_every_deck_with_its_number_and_title(tmp_path):
         f'<html><head><meta name="{meta}" content="Variational autoencoders"></head></html>'
     )
     (tmp_path / "talk.slides.html").write_text("<html><head></head></html>")  # built before titles
-    page = slides.write_index(tmp_path, tmp_path.glob("*.slides.html")).read_text(encoding="utf-8")
+    page = write_index(tmp_path, tmp_path.glob("*.slides.html")).read_text(encoding="utf-8")
     assert _index_entries(page) == [
         ("03_vae.slides.html", "03", "Variational autoencoders"),
         ("12_structured.slides.html", "12", "Encoders & decoders"),  # the number has its own column
         ("talk.slides.html", "", "talk"),
     ], f"index.html does not list the three decks in order with number and title:\n{page}"
-    assert f"<h1>{slides.COURSE_TITLE}</h1>" in page, "index.html does not start with the course title"
-    for keys, _ in slides.PRESENTING_KEYS:
+    assert f"<h1>{COURSE_TITLE}</h1>" in page, "index.html does not start with the course title"
+    for keys, _ in PRESENTING_KEYS:
         for key in keys:
             assert f"<kbd>{html.escape(key)}</kbd>" in page, f"index.html does not show the {key!r} key"
 
@@ -396,7 +429,7 @@ def test_code_and_outputs_stay_inside_every_slide(chromium, deck, deck_server, a
     )
     assert not found, (
         f"{len(found)} code/output block(s) of {deck.name} cannot be seen whole on a 1280x800 window "
-        "(the deck stylesheet or fitting script in utils/slides.py is not applied?); slide h/v: problem\n"
+        "(the deck stylesheet or fitting script in tools/slides/deck.py is not applied?); slide h/v: problem\n"
         + "\n".join(found[:20])
     )
 
@@ -482,7 +515,7 @@ def _check_key(page, label: str, stack: int, deck_name: str) -> None:
 @pytest.mark.browser
 def test_index_links_each_deck_and_the_keys_it_names_work(chromium, deck, deck_server, artifacts_dir):
     notebook = nbformat.read(sorted((REPO_ROOT / "lectures").glob(DECK_LECTURE))[0], as_version=4)
-    heading = slides.lecture_title(notebook)
+    heading = lecture_title(notebook)
     entries = _index_entries((deck.parent / "index.html").read_text(encoding="utf-8"))
     assert len(entries) == 1 and entries[0][0] == deck.name, f"index.html should list {deck.name} only: {entries}"
     _, number, title = entries[0]
@@ -500,7 +533,7 @@ def test_index_links_each_deck_and_the_keys_it_names_work(chromium, deck, deck_s
         stacks = page.evaluate(_STACK_SIZES_JS)
         stack = next((h for h, size in enumerate(stacks) if h > 0 and size >= 3 and h + 1 < len(stacks)), None)
         assert stack is not None, f"{deck.name} has no vertical stack of 3+ slides to try the keys on: {stacks}"
-        labels = [label for keys, _ in slides.PRESENTING_KEYS for label in keys]
+        labels = [label for keys, _ in PRESENTING_KEYS for label in keys]
         for label in sorted(labels, key=lambda label: label == "S"):  # the speaker window last
             _check_key(page, label, stack, deck.name)
     finally:

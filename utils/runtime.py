@@ -172,7 +172,7 @@ def format_result(name: str, value: float, unit: str = "") -> str:
 def report_result(name: str, value: float, unit: str = "") -> None:
     """Print a lecture's key number as one parseable line, e.g. ``[result] test_nll = 88.91 nats``.
 
-    ``make course`` (utils.course) collects these lines from the executed notebooks into its table.
+    ``make course`` (tools.course) collects these lines from the executed notebooks into its table.
     Returns None, so a call as a cell's last expression does not echo the line a second time.
     """
     print(format_result(name, value, unit))
