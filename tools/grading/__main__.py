@@ -1,0 +1,84 @@
+"""The grading commands (``python -m tools.grading <command>``; ``make release`` and ``make grade``).
+
+Instructors, from the repository root::
+
+    python -m tools.grading release [ASSIGNMENT ...]   # solutions/<id> -> assignments/<id> (student versions)
+    python -m tools.grading grade [ASSIGNMENT ...]     # grading/submitted/* -> scores, feedback, grades.csv
+    python -m tools.grading collect DIR                # DIR/<student>_<id>.ipynb -> grading/submitted/...
+    python -m tools.grading check                      # exit 1 when assignments/ is out of date
+
+Students::
+
+    python -m tools.grading validate assignments/a1_estimators/a1_estimators.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tools.grading.autograde import grade
+from tools.grading.collect import collect
+from tools.grading.release import out_of_date, release
+from tools.grading.validate import format_validation, run_validation
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.grading", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
+    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("grade", help="autograde grading/submitted/*, write feedback and grading/grades.csv")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
+    p.add_argument("--force", action="store_true", help="autograde again submissions that were graded before")
+    p = sub.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
+    p.add_argument("notebook")
+    p.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py)")
+    p = sub.add_parser("collect", help="import DIR/<student>_<assignment>.ipynb into grading/submitted/")
+    p.add_argument("folder")
+    sub.add_parser("check", help="exit 1 when assignments/ is out of date with solutions/")
+    for p in sub.choices.values():
+        p.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.command == "release":
+        for path in release(args.assignments, root=args.root):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "grade":
+        results = grade(
+            args.assignments, root=args.root, students=args.student, force=args.force, timeout=args.timeout
+        )
+        failed = [r for r in results if not r.graded]
+        if failed:
+            print(f"\n{len(failed)} of {len(results)} submission(s) could not be graded:", file=sys.stderr)
+            for r in failed:
+                print(f"  {r.student} / {r.assignment}: {r.error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "validate":
+        validation = run_validation(args.notebook, timeout=args.timeout)
+        print(format_validation(validation))
+        return 0 if validation.passed else 1
+    if args.command == "collect":
+        written, skipped = collect(args.folder, root=args.root)
+        for path in written:
+            print(f"collected {path}")
+        for line in skipped:
+            print(f"skipped {line}", file=sys.stderr)
+        return 0 if not skipped else 1
+    if args.command == "check":
+        problems = out_of_date(args.root)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("Run `make release` and commit assignments/.", file=sys.stderr)
+        return 1 if problems else 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
