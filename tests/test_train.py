@@ -419,6 +419,31 @@ def test_a_model_that_cannot_be_recorded_trains_eagerly_with_one_warning_and_cud
     assert_cuda_still_works()
 
 
+def private_pool_segments() -> int:
+    """Segments of GPU memory held by a CUDA graph's private pool, after the free ones are returned."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    return sum(1 for seg in torch.cuda.memory_snapshot() if tuple(seg["segment_pool_id"]) != (0, 0))
+
+
+@CUDA
+def test_a_failed_recording_leaves_no_private_memory_pool_behind():
+    before = private_pool_segments()
+    with pytest.warns(UserWarning, match="eagerly"):
+        quiet_fit(SyncsWhileRecording().cuda(), toy_data(256).cuda(), steps=8, batch_size=32, speed="graph")
+    assert private_pool_segments() <= before, "the failed graph's memory pool was never released"
+
+
+def test_an_accumulator_that_first_appears_while_recording_is_refused():
+    meter = steppers.Meter(torch.device("cpu"))
+    meter.add({"loss": torch.tensor(1.0)})  # the eager warm-up logs "loss" only
+    meter.recording = True  # a new entry made now would be zeroed again on every replay of the graph
+    with pytest.raises(steppers.CaptureRefused, match="'kl' appears only when the step is recorded"):
+        meter.add({"loss": torch.tensor(1.0), "kl": torch.tensor(0.5)})
+    with pytest.raises(steppers.CaptureRefused, match="a check"):
+        meter.record(torch.tensor(True), "a check seen for the first time")
+
+
 class Binarizing(nn.Module):
     """A Bernoulli model of 12 pixels whose loss binarizes its batch with utils.data.dynamic_binarize."""
 

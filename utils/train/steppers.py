@@ -83,6 +83,7 @@ class Meter:
         self.sums: dict[str, torch.Tensor] = {}
         self.failed_checks: dict[str, torch.Tensor] = {}  # message -> first failing step (1-based), or -1
         self.count = 0
+        self.recording = False  # set while a CUDA graph records the step: no new accumulator may appear then
         self.step = torch.zeros((), dtype=self.dtype, device=device)
         self.bad_step = torch.full((), -1.0, dtype=self.dtype, device=device)
         self.bad_value = torch.zeros((), dtype=self.dtype, device=device)
@@ -90,14 +91,28 @@ class Meter:
 
     def record(self, ok: torch.Tensor, message: str) -> None:
         """``runtime.require``'s check inside a step: note the step if ``ok`` is False (no host sync)."""
+        if ok.device.type == "cpu" and self.device.type != "cpu":  # a host value: nothing to wait for
+            if not bool(ok):
+                raise ValueError(message)
+            return
         if message not in self.failed_checks:
+            self._refuse_new("a check", message)
             self.failed_checks[message] = torch.full((), -1.0, dtype=self.dtype, device=self.device)
         first = self.failed_checks[message]
-        first.copy_(torch.where(~ok.to(self.device) & (first < 0), self.step + 1, first))
+        first.copy_(torch.where(~ok & (first < 0), self.step + 1, first))
+
+    def _refuse_new(self, what: str, name: str) -> None:
+        """A new accumulator made while a graph records would be re-created (zeroed) on every replay."""
+        if self.recording:
+            raise CaptureRefused(
+                f"{what} named {name!r} appears only when the step is recorded, not in the eager warm-up "
+                "steps before it; the step must do the same Python work every time"
+            )
 
     def add(self, out: Mapping[str, Any]) -> None:
         for key, value in out.items():
             if key not in self.sums:
+                self._refuse_new("a logged value", key)
                 self.sums[key] = torch.zeros((), dtype=self.dtype, device=self.device)
             self.sums[key].add_(
                 value.detach().reshape(()) if isinstance(value, torch.Tensor) else float(value)
@@ -127,7 +142,7 @@ class Meter:
 
     def read(self) -> tuple[dict[str, float], tuple[int, float, float] | None, list[tuple[str, int]]]:
         """``(means since the last read, (bad step, bad value, last finite loss) or None, failed checks as
-        (message, first step))``; one device-to-host copy. The sums start again from zero."""
+        (message, first step), earliest first)``; one device-to-host copy. The sums start again from zero."""
         keys, messages = list(self.sums), list(self.failed_checks)
         packed = torch.stack(
             [*(self.sums[k] for k in keys), self.bad_step, self.bad_value, self.last_finite,
@@ -139,7 +154,9 @@ class Meter:
             s.zero_()
         self.count = 0
         bad_step, bad_value, last_finite = values[len(keys) : len(keys) + 3]
-        failed = [(m, int(s)) for m, s in zip(messages, values[len(keys) + 3 :]) if s >= 0]
+        failed = sorted(
+            ((m, int(s)) for m, s in zip(messages, values[len(keys) + 3 :]) if s >= 0), key=lambda f: f[1]
+        )
         return means, (None if bad_step < 0 else (int(bad_step), bad_value, last_finite)), failed
 
 
@@ -212,8 +229,10 @@ class GraphStepper(Stepper):
     advances the default CUDA generator's Philox offset, and each replay first advances the
     generator by that total, so the noise (reparameterisation, dynamic binarisation) differs per
     step. See the note "CUDA Graph-safe RNG states" in ATen's CUDAGeneratorImpl.h and the CUDA-graph
-    section of the PyTorch CUDA semantics notes. Only the default CUDA generator may be used inside
-    the step (another generator makes the recording fail, and fit trains eagerly).
+    section of the PyTorch CUDA semantics notes. Use the default CUDA generator inside the step (with
+    another generator, older torch versions fail the recording and fit trains eagerly). A failed
+    recording replaces the default generator's state by a copy taken just before it; a CUDA graph
+    recorded elsewhere and still alive keeps drawing from the old state.
     """
 
     mode = "graph"
@@ -230,13 +249,13 @@ class GraphStepper(Stepper):
         params_before = {k: v.clone() for k, v in self.model.state_dict().items()}
         opt_before = _snapshot_optimizer(self.optimizer)
         try:
-            self._warm_up()
-            _, _, failed = self.meter.read()
-            if failed:
-                message, first = failed[0]
-                raise ValueError(f"At training step {first}: {message}")
-            self.optimizer.zero_grad(set_to_none=True)  # gradients now live in the graph's memory
-            self.graph = self._record()
+            with torch.cuda.device(self.meter.device):  # the generator and streams of the data's GPU
+                self._warm_up()
+                _, _, failed = self.meter.read()
+                if failed:  # every warm-up step takes the first batch: it is training step step0 + 1's data
+                    raise ValueError(f"At training step {step0 + 1}: {failed[0][0]}")
+                self.optimizer.zero_grad(set_to_none=True)  # gradients now live in the graph's memory
+                self.graph = self._record()
         finally:
             # The warm-up stepped three times on one batch: undo it. copy_ keeps the memory that the
             # graph reads from and writes to.
@@ -271,26 +290,31 @@ class GraphStepper(Stepper):
         torch.cuda.current_stream().wait_stream(side)
 
     def _record(self) -> torch.cuda.CUDAGraph:
-        index = self.meter.device.index
-        generator = torch.cuda.default_generators[torch.cuda.current_device() if index is None else index]
+        index = torch.cuda.current_device()
+        generator = torch.cuda.default_generators[index]
         clean_rng = generator.clone_state()  # a copy of the generator state, not in capture mode
         stream = torch.cuda.current_stream()
-        graph = torch.cuda.CUDAGraph()
+        graph, pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
+        self.meter.recording = True
         try:
-            with runtime.recording_checks(self.meter), torch.cuda.graph(graph):
+            with runtime.recording_checks(self.meter), torch.cuda.graph(graph, pool=pool):
                 self.meter.add(self.body(self.static))
         except BaseException as err:
-            # torch.cuda.graph leaves its capture stream current and, if the capture was invalidated,
-            # the generator in capture mode ("Offset increment outside graph capture" on every later
-            # random call): put both back, and drop the half-made graph.
+            # A failed capture_end leaves torch.cuda.graph's capture stream current and (torch 2.11) the
+            # generator in capture mode, so that every later random call fails with "Offset increment
+            # outside graph capture": put both back, and stop the allocator routing memory to the graph.
             torch.cuda.set_stream(stream)
             generator.graphsafe_set_state(clean_rng)
+            _abandon(graph, pool, index)
             if not isinstance(err, Exception):
                 raise
-            reason = _first_line(err)
+            # capture_end's own error ("operation failed due to a previous error during capture") hides
+            # the one that matters, raised by the step itself.
+            reason = _first_line(err.__context__ if err.__context__ is not None else err)
         else:
             return graph
-        del graph
+        finally:
+            self.meter.recording = False
         torch.cuda.synchronize()
         raise CaptureRefused(f"recording the step failed ({reason})")
 
@@ -336,6 +360,29 @@ def _restore_in_place(current: Mapping[str, torch.Tensor], saved: Mapping[str, t
     with torch.no_grad():
         for key, tensor in current.items():
             tensor.copy_(saved[key])
+
+
+# Graphs whose recording failed. PyTorch's caching allocators keep a filter that points at the graph
+# object after a failed capture_end (the device allocator until told otherwise, the pinned-host one for
+# good), so such a graph is kept for the life of the process rather than freed under them.
+_ABANDONED_GRAPHS: list[torch.cuda.CUDAGraph] = []
+
+
+def _abandon(graph: torch.cuda.CUDAGraph, pool: Any, device_index: int) -> None:
+    """Let go of a graph whose recording failed: stop the device allocator from routing new memory to its
+    pool and let the pool be freed (capture_end raised before doing so), and keep the object alive."""
+    end = getattr(torch._C, "_cuda_endAllocateToPool", None) or getattr(
+        torch._C, "_cuda_endAllocateCurrentStreamToPool", None
+    )
+    release = getattr(torch._C, "_cuda_releasePool", None)
+    if end is not None and release is not None:
+        try:
+            end(device_index, pool)
+        except RuntimeError:
+            pass  # this torch ended the routing itself before it failed
+        else:
+            release(device_index, pool)
+    _ABANDONED_GRAPHS.append(graph)
 
 
 # --------------------------------------------------------------------------------------------------
