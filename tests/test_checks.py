@@ -65,6 +65,18 @@ def test_check_close_guesses_a_missing_gaussian_constant(x):
         checks.check_close(x - 3 * 0.5 * math.log(2 * math.pi), x, name="log_normal")
 
 
+def test_check_close_names_a_missing_log_k_as_an_offset_not_a_factor():
+    bound = -1500.0 + torch.randn(4, 6, generator=torch.Generator().manual_seed(0))  # IWAE bounds, in nats
+    with pytest.raises(CheckError, match=r"expected \+ log 5: a log-mean over 5 terms computed as a log-sum") as info:
+        checks.check_close(bound + math.log(5), bound, name="iwae_bound")
+    assert "factor" not in str(info.value), f"an added log 5 is not a wrong factor: {info.value}"
+
+
+def test_check_close_still_names_a_factor_when_the_offset_is_not_constant(x):
+    with pytest.raises(CheckError, match="3 x expected"):
+        checks.check_close(3 * x, x, name="sum where a mean belongs")
+
+
 def test_check_close_shape_mismatch_suggests_the_missing_sum(x):
     with pytest.raises(CheckError, match=r"sum over the last dimension"):
         checks.check_close(x, x.sum(-1), name="log_px")

@@ -63,15 +63,27 @@ def index_of(flat_index: int, shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def relation_hint(actual: torch.Tensor, expected: torch.Tensor) -> str:
-    """Name a simple relation between actual and expected (factor, sign, offset), or ''.
+    """Name a simple relation between actual and expected (offset, factor, sign), or ''.
 
-    For a single number every ratio and offset is "constant", so only recognisable ones are named.
+    An added constant is looked for first: on values far from zero (log-likelihoods of hundreds of
+    nats) an offset such as log k also makes the ratio nearly constant, and "a wrong factor 0.9966"
+    would name the wrong mistake. For a single number every ratio and offset is "constant", so only
+    recognisable ones are named.
     """
     a, e = actual.reshape(-1), expected.reshape(-1)
     if not (torch.isfinite(a).all() and torch.isfinite(e).all()) or e.abs().max() == 0:
         return ""
     several = a.numel() > 1
     scale = e.abs().max().item()
+    offsets = a - e
+    c = offsets.median().item()
+    if (offsets - c).abs().max().item() <= 1e-6 * max(scale, 1.0) + 1e-9 and abs(c) > 0:
+        named = _offset_hint(c)
+        if named or several:
+            return (
+                named
+                or f"got = expected {c:+.4g} everywhere: a constant term (a normalising constant?) added or dropped."
+            )
     mask = e.abs() > 1e-3 * scale
     ratios = a[mask] / e[mask]
     r = ratios.median().item()
@@ -79,17 +91,24 @@ def relation_hint(actual: torch.Tensor, expected: torch.Tensor) -> str:
         factor = _factor_hint(r)
         if factor or several:
             return factor or f"got = {r:.4g} x expected everywhere: a wrong constant factor."
-    offsets = a - e
-    c = offsets.median().item()
-    if (offsets - c).abs().max().item() <= 1e-6 * max(scale, 1.0) + 1e-9 and abs(c) > 0:
-        k = round(c / _HALF_LOG_2PI)
-        if k != 0 and abs(c / _HALF_LOG_2PI - k) < 1e-3:
-            return (
-                f"got = expected {'+' if k > 0 else '-'} {abs(k)} x 0.5*log(2*pi): a Gaussian normalising "
-                "constant added or dropped (it appears once per dimension)."
-            )
-        if several:
-            return f"got = expected {c:+.4g} everywhere: a constant term (a normalising constant?) added or dropped."
+    return ""
+
+
+def _offset_hint(c: float) -> str:
+    """Name an added constant that is a multiple of 0.5*log(2*pi) or the log of a small whole number."""
+    k = round(c / _HALF_LOG_2PI)
+    if k != 0 and abs(c / _HALF_LOG_2PI - k) < 1e-3:
+        return (
+            f"got = expected {'+' if k > 0 else '-'} {abs(k)} x 0.5*log(2*pi): a Gaussian normalising "
+            "constant added or dropped (it appears once per dimension)."
+        )
+    n = round(math.exp(abs(c)))
+    if 2 <= n <= 100_000 and abs(abs(c) - math.log(n)) < 1e-4:
+        sign = "+" if c > 0 else "-"
+        return (
+            f"got = expected {sign} log {n}: a log-mean over {n} terms computed as a log-sum, or the other way "
+            f"round (a missing or extra - log {n}, as in log (1/k) sum_i w_i with k = {n}?)."
+        )
     return ""
 
 
