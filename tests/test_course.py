@@ -360,3 +360,42 @@ def test_a_negative_timeout_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         course.main(["--lectures", str(tmp_path), "--timeout", "-5"])
     assert stopped.value.code == 2 and "--timeout must be" in capsys.readouterr().err
+
+
+class MissedWakeUps:
+    """A kernel channel whose message is queued, but whose first `misses` waits do not see it (the
+    asyncio/ZMQ race that left nbclient waiting forever on an idle kernel)."""
+
+    def __init__(self, misses: int):
+        self.misses, self.waits = misses, []
+
+    async def get_msg(self, timeout=None):
+        from queue import Empty
+
+        self.waits.append(timeout)
+        if len(self.waits) <= self.misses:
+            if timeout is None:
+                raise AssertionError("an unbounded wait that misses its wake-up never returns")
+            raise Empty
+        return {"msg_type": "execute_reply"}
+
+
+def test_a_wait_without_limit_looks_again_until_the_queued_message_is_seen():
+    import asyncio
+
+    channel = MissedWakeUps(misses=3)
+    notebooks._poll_in_slices(channel, step=0.01)
+    assert asyncio.run(channel.get_msg(timeout=None)) == {"msg_type": "execute_reply"}
+    assert len(channel.waits) == 4 and all(t is not None and t <= 0.01 for t in channel.waits), channel.waits
+
+
+def test_a_wait_with_a_limit_still_ends_with_empty_at_that_limit():
+    import asyncio
+    from queue import Empty
+
+    channel = MissedWakeUps(misses=10**6)
+    notebooks._poll_in_slices(channel, step=0.01)
+    start = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(channel.get_msg(timeout=0.05))
+    assert 0.04 <= time.monotonic() - start < 1.0, "the limit given by nbclient must still hold"

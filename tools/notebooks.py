@@ -148,6 +148,8 @@ def _run_cells(client, nb, env, output, timeout, deadline, stop, save) -> str:
     try:
         with client.setup_kernel(env=env, **output):
             stop.pid = client.km.provisioner.pid
+            for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+                _poll_in_slices(channel)
             try:
                 for index, cell in enumerate(nb.cells):
                     if stop.pressed.is_set():
@@ -186,6 +188,34 @@ def _run_cells(client, nb, env, output, timeout, deadline, stop, save) -> str:
     except Exception as err:  # a notebook that fails is an outcome, not the end of the caller's run
         return failure(err)
     return status
+
+
+POLL_SLICE = 1.0  # seconds: how long one wait for a kernel message may go without looking again
+
+
+def _poll_in_slices(channel, step: float = POLL_SLICE) -> None:
+    """Make ``channel.get_msg`` look at its socket again every ``step`` seconds while it waits.
+
+    nbclient waits for a cell's reply and outputs with one long ``get_msg`` (``timeout=None`` when
+    there is no limit). Under load the asyncio wake-up for a message that has already arrived can be
+    missed, and that wait never ends although the kernel is idle (seen here on widget cells;
+    jupyter/nbclient#312). A new poll finds the queued message, so waiting in slices ends the hang.
+    """
+    from queue import Empty
+
+    wait_once = channel.get_msg
+
+    async def get_msg(timeout: float | None = None, **kwargs):
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = step if end is None else min(step, max(0.0, end - time.monotonic()))
+            try:
+                return await wait_once(timeout=left, **kwargs)
+            except Empty:
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    channel.get_msg = get_msg
 
 
 def failure(err: BaseException) -> str:
