@@ -1,0 +1,387 @@
+"""The grading sandbox: each submission's kernel runs in bubblewrap, apart from the course.
+
+Autograding runs student code. Without isolation a notebook could rewrite the gradebook, read
+``solutions/`` and the hidden tests, or damage the course, all with the instructor's rights. Here the
+kernel that nbgrader starts for a submission runs inside ``bwrap`` (Debian's ``bubblewrap``) with:
+
+* its own network, process, IPC and host-name namespaces: no network at all (not even the grader's
+  loopback), and no view of the grader's processes;
+* a root file system made of read-only binds of what a kernel needs: ``/usr`` (with the ``/bin``,
+  ``/lib`` links), the dynamic linker's files from ``/etc``, the Python environment, the course's
+  ``utils`` package and the offline data (``DIGM_DATA_DIR``, else the download cache); nothing else
+  of the machine, so no ``solutions/``, no ``grading/`` and no other student's work;
+* one writable place, the scratch ``/tmp`` (a size-limited tmpfs): ``HOME`` and the working folder
+  are in it, and the submission's files (all but notebooks, which hold the hidden tests once
+  restored) are bound read-only into the working folder; ``/dev/shm`` is a second such tmpfs;
+* the kernel's Unix sockets (``transport="ipc"``: TCP cannot cross the network namespace) in a
+  folder of its own, which becomes unwritable once the kernel is up;
+* an unprivileged user: as root, a user id of its own (``setpriv``) so that the process limit counts
+  the sandbox's processes only; otherwise a user namespace (``--unshare-user``);
+* resource limits (``prlimit``): CPU seconds and address space per process, processes (threads
+  included), no core files; an environment made from scratch (none of the grader's variables but a
+  few, so no tokens).
+
+The kernel never sees the gradebook: nbgrader, in the grading process, writes it from the outputs
+it reads back. Limits come from ``c.GradingSandbox`` in ``nbgrader_config.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Instance, Integer, default
+from traitlets.config import Config, Configurable
+
+# The kernel's view of itself: one scratch tmpfs at /tmp holds its home and working folder.
+SCRATCH = Path("/tmp")
+HOME = SCRATCH / "student"
+USER = "student"
+# Variables the kernel may keep from the grading process (everything else is dropped: an
+# instructor's environment can hold tokens). NBGRADER_EXECUTION is nbgrader's "autograde" marker.
+PASSED_ENV = (
+    "DIGM_FAST",
+    "DIGM_DEVICE",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "PYTHONHASHSEED",
+    "NBGRADER_EXECUTION",
+)
+# Files of /etc that a Python process uses when present (dynamic linker, time zone, fontconfig).
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/fonts",
+)
+# As root, each grading process gives its kernels a user id of their own, far above real accounts,
+# so that RLIMIT_NPROC (counted per user id) counts this sandbox's processes and nobody else's.
+SANDBOX_UID_BASE = 1_000_000_000
+MB = 2**20
+
+
+class GradingSandbox(Configurable):
+    """The limits of a sandboxed kernel (``c.GradingSandbox.<name>`` in ``nbgrader_config.py``)."""
+
+    cpu_seconds = Integer(1800, help="CPU seconds per process; the kernel is killed past it").tag(config=True)
+    memory_mb = Integer(6144, help="address space per process (MiB): a larger allocation fails").tag(config=True)
+    processes = Integer(help="processes and threads of the sandbox together").tag(config=True)
+    scratch_mb = Integer(1024, help="size of the writable /tmp and of /dev/shm (MiB, each)").tag(config=True)
+    output_chars = Integer(
+        100_000, help="characters of output kept per cell; the rest is cut with a note (also with --unsafe)"
+    ).tag(config=True)
+
+    @default("processes")
+    def _processes_default(self) -> int:
+        # torch starts a thread per core (twice: intra- and inter-op pools), and threads count
+        return max(256, 4 * (os.cpu_count() or 1))
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot run a kernel in the sandbox; the message says why, in one sentence."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How to wrap a kernel command in bubblewrap, for one grading run.
+
+    ``base`` is a private folder of the grading run (passwd files, one socket folder per kernel).
+    ``binds`` are (host path, sandbox path) pairs bound read-only; ``env`` is the whole environment
+    of the kernel.
+    """
+
+    base: Path
+    limits: dict[str, int]
+    uid: int
+    as_root: bool
+    binds: tuple[tuple[str, str], ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_course(cls, cfg: Config, base: Path) -> Sandbox:
+        """The sandbox the configuration asks for; raises SandboxUnavailable where it cannot run."""
+        settings = GradingSandbox(config=cfg)
+        limits = {name: getattr(settings, name) for name in settings.trait_names() if name != "config"}
+        missing = [tool for tool in ("bwrap", "prlimit", "setpriv") if shutil.which(tool) is None]
+        if missing:
+            package = "bubblewrap" if "bwrap" in missing else "util-linux"
+            raise SandboxUnavailable(
+                f"{' and '.join(missing)} not found, so student code cannot be isolated "
+                f"(install Debian's {package}: apt-get install {package})"
+            )
+        as_root = os.geteuid() == 0
+        uid = SANDBOX_UID_BASE + os.getpid() if as_root else os.getuid()
+        binds, env = _binds_and_env()
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "passwd").write_text(f"{USER}:x:{uid}:{uid}:{USER}:{HOME}:/usr/sbin/nologin\n")
+        (base / "group").write_text(f"{USER}:x:{uid}:\n")
+        sandbox = cls(base, limits, uid, as_root, binds, env)
+        sandbox.probe()
+        return sandbox
+
+    def command(self, inner: list[str], run_dir: Path, workdir: Path | None) -> list[str]:
+        """bwrap + limits around ``inner``; ``run_dir`` is bound read-write (the kernel's sockets),
+        the entries of ``workdir`` (but notebooks and links) read-only into the working folder."""
+        lim = self.limits
+        cmd = [
+            "bwrap",
+            *("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"),
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+        ]
+        if not self.as_root:
+            # Namespaces without privileges; the kernel keeps this user's id, mapped as itself.
+            cmd += ["--unshare-user", "--disable-userns"]
+        for name, value in self.env.items():
+            cmd += ["--setenv", name, value]
+        cmd += ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):  # merged /usr: /bin -> usr/bin
+                cmd += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                cmd += ["--ro-bind", top, top]
+        for path in ETC_FILES:
+            cmd += ["--ro-bind-try", path, path]
+        cmd += ["--ro-bind", str(self.base / "passwd"), "/etc/passwd"]
+        cmd += ["--ro-bind", str(self.base / "group"), "/etc/group"]
+        scratch = str(lim["scratch_mb"] * MB)
+        cmd += ["--proc", "/proc", "--dev", "/dev"]
+        cmd += ["--size", scratch, "--perms", "1777", "--tmpfs", "/dev/shm"]
+        cmd += ["--size", scratch, "--perms", "1777", "--tmpfs", str(SCRATCH)]
+        work = HOME / (workdir.name if workdir is not None else "work")
+        cmd += ["--perms", "0777", "--dir", str(HOME), "--perms", "0777", "--dir", str(work)]
+        for entry in sorted(workdir.iterdir()) if workdir is not None else ():
+            if not entry.is_symlink() and entry.suffix != ".ipynb" and (entry.is_file() or entry.is_dir()):
+                cmd += ["--ro-bind", str(entry), str(work / entry.name)]
+        made = {"/", "/usr", "/etc", "/proc", "/dev", str(SCRATCH), str(HOME), str(work)}
+        for source, target in self.binds:
+            cmd += _parents(target, made) + ["--ro-bind", source, target]
+        cmd += _parents(str(run_dir), made) + ["--bind", str(run_dir), str(run_dir)]
+        cmd += ["--chdir", str(work), "--"]
+        if self.as_root:
+            cmd += [
+                "setpriv",
+                f"--reuid={self.uid}",
+                f"--regid={self.uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ]
+        cmd += [
+            "prlimit",
+            f"--cpu={lim['cpu_seconds']}",
+            f"--as={lim['memory_mb'] * MB}",
+            f"--nproc={lim['processes']}",
+            "--core=0",
+            "--",
+        ]
+        return cmd + inner
+
+    def new_run_dir(self) -> Path:
+        """A folder for one kernel's connection file and sockets, writable by the sandbox's user."""
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.base)).resolve()
+        if self.as_root:
+            os.chown(run_dir, self.uid, self.uid)
+        return run_dir
+
+    def probe(self) -> None:
+        """Run Python in the sandbox once; raise SandboxUnavailable with bwrap's reason if it fails."""
+        run_dir = self.new_run_dir()
+        try:
+            cmd = self.command([sys.executable, "-c", "import ipykernel"], run_dir, None)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxUnavailable(f"bubblewrap could not start a sandbox here ({exc})") from exc
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else f"exit status {done.returncode}"
+            raise SandboxUnavailable(f"bubblewrap could not start a sandbox here ({reason})")
+
+
+def _parents(target: str, made: set[str]) -> list[str]:
+    """bwrap arguments that create the missing ancestors of ``target`` traversable by anyone (bwrap
+    would otherwise copy the host's modes, and /root is 0700)."""
+    args = []
+    for parent in reversed(Path(target).parents):
+        if str(parent) not in made:
+            made.add(str(parent))
+            args += ["--perms", "0755", "--dir", str(parent)]
+    made.add(target)
+    return args
+
+
+def _binds_and_env() -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
+    """What the kernel sees of the machine, read-only, and its environment.
+
+    The Python environment: the venv (bound where it is found, even through a symlink, so that
+    ``sys.executable`` works inside) and the interpreter it was made from. Not ``sys.path``: it may
+    hold the course folder itself (PYTHONPATH). ``utils``: the package this grading process would
+    import, on PYTHONPATH. Data: ``DIGM_DATA_DIR``, else the download cache (the rule of
+    ``utils.data.sources.cache_dir``), offered as ``DIGM_DATA_DIR`` since nothing may be downloaded.
+    """
+    binds: dict[str, str] = {}
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        binds[os.path.abspath(prefix)] = os.path.realpath(prefix)
+    for key in ("purelib", "platlib", "stdlib"):
+        path = sysconfig.get_path(key)
+        if path and not any(_inside(path, target) for target in binds):
+            binds[path] = os.path.realpath(path)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(HOME),
+        "USER": USER,
+        "LOGNAME": USER,
+        "TMPDIR": str(SCRATCH),
+        "DIGM_OFFLINE": "1",
+        "DIGM_CACHE_DIR": str(HOME / ".cache" / "digm"),
+    }
+    env.update({name: os.environ[name] for name in PASSED_ENV if name in os.environ})
+    spec = importlib.util.find_spec("utils")
+    if spec is not None and spec.submodule_search_locations:
+        utils_dir = os.path.abspath(next(iter(spec.submodule_search_locations)))
+        if not any(_inside(utils_dir, target) for target in binds):
+            binds[utils_dir] = os.path.realpath(utils_dir)
+        env["PYTHONPATH"] = os.path.dirname(utils_dir)
+    data = os.environ.get("DIGM_DATA_DIR", "").strip()
+    if not data:
+        cache = os.environ.get("DIGM_CACHE_DIR", "").strip()
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+        data = cache or os.path.join(xdg or os.path.join(os.path.expanduser("~"), ".cache"), "digm")
+    data = os.path.abspath(os.path.expanduser(data))
+    if os.path.isdir(data):
+        binds[data] = os.path.realpath(data)
+        env["DIGM_DATA_DIR"] = data
+    return tuple((source, target) for target, source in sorted(binds.items())), env
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A Python kernel started inside the grading sandbox, talking over Unix sockets.
+
+    The kernel spec is fixed (this environment's ipykernel), whatever the notebook names: installed
+    kernel specs are the instructor's, not the sandbox's. Interrupts are messages on the control
+    channel, since a signal to bwrap would not reach the kernel inside.
+    """
+
+    sandbox = Instance(Sandbox)
+    _run_dir: Path | None = None
+    _workdir: Path | None = None
+    stop_reason: str = ""  # why the kernel was stopped from here, if it was
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        if self._kernel_spec is None:
+            self._kernel_spec = KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="Python 3 (grading sandbox)",
+                language="python",
+                interrupt_mode="message",
+            )
+        return self._kernel_spec
+
+    async def _async_pre_start_kernel(self, **kw):
+        self._run_dir = self.sandbox.new_run_dir()
+        self._workdir = Path(kw["cwd"]) if kw.get("cwd") else None
+        self.transport = "ipc"
+        self.ip = str(self._run_dir / "kernel")
+        self.connection_file = str(self._run_dir / "kernel.json")
+        return await super()._async_pre_start_kernel(**kw)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        assert self._run_dir is not None, "the run folder is made before the command"
+        inner = super().format_kernel_cmd(extra_arguments)
+        return self.sandbox.command(inner, self._run_dir, self._workdir)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        if self.sandbox.as_root:  # jupyter_client wrote it 0600 for root; the kernel must read it
+            os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
+        # The kernel's own stdout and stderr (not the notebook's: those go over the sockets) would
+        # otherwise reach the grader's terminal, where a notebook could flood it.
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        # bwrap's own processes (the sandbox's pid 1 among them) keep this environment: give them
+        # none of the grader's variables either.
+        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def lock_down(self) -> None:
+        """Once the kernel has bound its sockets (it answered), take away its write access to their
+        folder, the one host folder it could write to. Student code runs only after this."""
+        if self._run_dir is None:
+            return
+        if self.sandbox.as_root:
+            os.chown(self._run_dir, 0, 0)
+            os.chmod(self._run_dir, 0o700)
+        else:  # the kernel is this user and could change the mode back; the tmpfs limits stay
+            os.chmod(self._run_dir, 0o500)
+
+    async def _async_is_alive(self) -> bool:
+        """Alive, and below the process limit: a process that hits RLIMIT_NPROC just fails to fork,
+        so a fork bomb would leave the sandbox full of spinning copies of the kernel, taking the
+        CPUs for the rest of the notebook. nbclient asks every second while a cell runs; the sandbox
+        is stopped as soon as it is full."""
+        alive = await super()._async_is_alive()
+        if alive and self.provisioner is not None and getattr(self.provisioner, "pid", None):
+            limit = self.sandbox.limits["processes"]
+            if tasks_under(self.provisioner.pid) >= limit:
+                self.stop_reason = f"it reached the sandbox's limit of {limit} processes and threads"
+                await self._async_kill_kernel()
+                return False
+        return alive
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self._run_dir is not None and not restart:
+            os.chmod(self._run_dir, 0o700)
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+    # AsyncKernelManager binds its public names to KernelManager's coroutines: rebind to these.
+    is_alive = _async_is_alive
+    cleanup_resources = _async_cleanup_resources
+
+
+def tasks_under(pid: int) -> int:
+    """Threads of every process below ``pid`` (not ``pid`` itself), from /proc; 0 where unreadable."""
+    children: dict[int, list[int]] = {}
+    threads: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        threads[child] = int(fields[17])
+    total, stack = 0, list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        total += threads.get(child, 1)
+        stack.extend(children.get(child, []))
+    return total
