@@ -97,7 +97,7 @@ class CellBudget:
         return admitted
 
 
-def _ignore_pattern(config) -> Callable[[str], bool]:
+def ignored_stderr(config) -> Callable[[str], bool]:
     """The stderr test of nbgrader's IgnorePattern as configured (what the autograder drops)."""
     from nbgrader.preprocessors import IgnorePattern
 
@@ -115,7 +115,7 @@ def execute_class(sandbox: Sandbox | None) -> type:
         def reset_execution_trackers(self) -> None:
             super().reset_execution_trackers()
             self._limit = GradingSandbox(config=self.config).output_chars
-            self._ignorable = _ignore_pattern(self.config)
+            self._ignorable = ignored_stderr(self.config)
             self._budgets: dict[int, CellBudget] = {}
 
         def output(self, outs, msg, display_id, cell_index):

@@ -17,8 +17,8 @@ kernel that nbgrader starts for a submission runs inside ``bwrap`` (Debian's ``b
   folder of its own, which becomes unwritable once the kernel is up;
 * an unprivileged user: as root, a user id of its own (``setpriv``) so that the process limit counts
   the sandbox's processes only; otherwise a user namespace (``--unshare-user``);
-* resource limits (``prlimit``): CPU seconds and address space per process, processes (threads
-  included), no core files; an environment made from scratch (none of the grader's variables but a
+* resource limits (``prlimit``): CPU seconds and memory (RLIMIT_DATA) per process, processes
+  (threads included), no core files; an environment made from scratch (none of the grader's variables but a
   few, so no tokens).
 
 The kernel never sees the gradebook: nbgrader, in the grading process, writes it from the outputs
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,11 @@ ETC_FILES = (
     "/etc/localtime",
     "/etc/fonts",
 )
-# As root, each grading process gives its kernels a user id of their own, far above real accounts,
-# so that RLIMIT_NPROC (counted per user id) counts this sandbox's processes and nobody else's.
+# As root, every kernel gets a user id of its own, far above real accounts (and below 2**31), so
+# that RLIMIT_NPROC, counted per user id, counts this sandbox's processes and nobody else's: not a
+# concurrent grading run's, nor those of the previous kernel, which may still be dying.
 SANDBOX_UID_BASE = 1_000_000_000
+SANDBOX_UID_SPAN = 2**30
 MB = 2**20
 
 
@@ -79,7 +82,9 @@ class GradingSandbox(Configurable):
     """The limits of a sandboxed kernel (``c.GradingSandbox.<name>`` in ``nbgrader_config.py``)."""
 
     cpu_seconds = Integer(1800, help="CPU seconds per process; the kernel is killed past it").tag(config=True)
-    memory_mb = Integer(6144, help="address space per process (MiB): a larger allocation fails").tag(config=True)
+    # RLIMIT_DATA (private writable memory), not RLIMIT_AS: threads reserve address space they
+    # never use (stacks, malloc arenas), which would make an address-space limit depend on the cores.
+    memory_mb = Integer(6144, help="memory per process (MiB): a larger allocation fails").tag(config=True)
     processes = Integer(help="processes and threads of the sandbox together").tag(config=True)
     scratch_mb = Integer(1024, help="size of the writable /tmp and of /dev/shm (MiB, each)").tag(config=True)
     output_chars = Integer(
@@ -100,14 +105,13 @@ class SandboxUnavailable(RuntimeError):
 class Sandbox:
     """How to wrap a kernel command in bubblewrap, for one grading run.
 
-    ``base`` is a private folder of the grading run (passwd files, one socket folder per kernel).
+    ``base`` is a private folder of the grading run (one ``KernelRun`` folder per kernel).
     ``binds`` are (host path, sandbox path) pairs bound read-only; ``env`` is the whole environment
     of the kernel.
     """
 
     base: Path
     limits: dict[str, int]
-    uid: int
     as_root: bool
     binds: tuple[tuple[str, str], ...]
     env: dict[str, str] = field(default_factory=dict)
@@ -117,26 +121,23 @@ class Sandbox:
         """The sandbox the configuration asks for; raises SandboxUnavailable where it cannot run."""
         settings = GradingSandbox(config=cfg)
         limits = {name: getattr(settings, name) for name in settings.trait_names() if name != "config"}
-        missing = [tool for tool in ("bwrap", "prlimit", "setpriv") if shutil.which(tool) is None]
+        as_root = os.geteuid() == 0
+        tools = ("bwrap", "prlimit", "setpriv") if as_root else ("bwrap", "prlimit")
+        missing = [tool for tool in tools if shutil.which(tool) is None]
         if missing:
             package = "bubblewrap" if "bwrap" in missing else "util-linux"
             raise SandboxUnavailable(
-                f"{' and '.join(missing)} not found, so student code cannot be isolated "
-                f"(install Debian's {package}: apt-get install {package})"
+                f"{', '.join(missing)} not found (install Debian's {package}: apt-get install {package})"
             )
-        as_root = os.geteuid() == 0
-        uid = SANDBOX_UID_BASE + os.getpid() if as_root else os.getuid()
         binds, env = _binds_and_env()
         base.mkdir(parents=True, exist_ok=True)
-        (base / "passwd").write_text(f"{USER}:x:{uid}:{uid}:{USER}:{HOME}:/usr/sbin/nologin\n")
-        (base / "group").write_text(f"{USER}:x:{uid}:\n")
-        sandbox = cls(base, limits, uid, as_root, binds, env)
+        sandbox = cls(base, limits, as_root, binds, env)
         sandbox.probe()
         return sandbox
 
-    def command(self, inner: list[str], run_dir: Path, workdir: Path | None) -> list[str]:
-        """bwrap + limits around ``inner``; ``run_dir`` is bound read-write (the kernel's sockets),
-        the entries of ``workdir`` (but notebooks and links) read-only into the working folder."""
+    def command(self, inner: list[str], run: KernelRun, workdir: Path | None) -> list[str]:
+        """bwrap + limits around ``inner`` for ``run``, whose socket folder is bound read-write;
+        the entries of ``workdir`` (but notebooks and links) go read-only into the working folder."""
         lim = self.limits
         cmd = [
             "bwrap",
@@ -156,10 +157,11 @@ class Sandbox:
                 cmd += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 cmd += ["--ro-bind", top, top]
+        cmd += ["--perms", "0755", "--dir", "/etc"]  # bwrap would make it 0700, unreadable to the kernel
         for path in ETC_FILES:
             cmd += ["--ro-bind-try", path, path]
-        cmd += ["--ro-bind", str(self.base / "passwd"), "/etc/passwd"]
-        cmd += ["--ro-bind", str(self.base / "group"), "/etc/group"]
+        cmd += ["--ro-bind", str(run.folder / "passwd"), "/etc/passwd"]
+        cmd += ["--ro-bind", str(run.folder / "group"), "/etc/group"]
         scratch = str(lim["scratch_mb"] * MB)
         cmd += ["--proc", "/proc", "--dev", "/dev"]
         cmd += ["--size", scratch, "--perms", "1777", "--tmpfs", "/dev/shm"]
@@ -172,13 +174,13 @@ class Sandbox:
         made = {"/", "/usr", "/etc", "/proc", "/dev", str(SCRATCH), str(HOME), str(work)}
         for source, target in self.binds:
             cmd += _parents(target, made) + ["--ro-bind", source, target]
-        cmd += _parents(str(run_dir), made) + ["--bind", str(run_dir), str(run_dir)]
+        cmd += _parents(str(run.sockets), made) + ["--bind", str(run.sockets), str(run.sockets)]
         cmd += ["--chdir", str(work), "--"]
         if self.as_root:
             cmd += [
                 "setpriv",
-                f"--reuid={self.uid}",
-                f"--regid={self.uid}",
+                f"--reuid={run.uid}",
+                f"--regid={run.uid}",
                 "--clear-groups",
                 "--inh-caps=-all",
                 "--bounding-set=-all",
@@ -188,34 +190,55 @@ class Sandbox:
         cmd += [
             "prlimit",
             f"--cpu={lim['cpu_seconds']}",
-            f"--as={lim['memory_mb'] * MB}",
+            f"--data={lim['memory_mb'] * MB}",
             f"--nproc={lim['processes']}",
             "--core=0",
             "--",
         ]
         return cmd + inner
 
-    def new_run_dir(self) -> Path:
-        """A folder for one kernel's connection file and sockets, writable by the sandbox's user."""
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.base)).resolve()
+    def new_run(self) -> KernelRun:
+        """A folder and a user id for one kernel (see ``KernelRun``)."""
+        folder = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.base)).resolve()
+        uid = SANDBOX_UID_BASE + secrets.randbelow(SANDBOX_UID_SPAN) if self.as_root else os.getuid()
+        (folder / "passwd").write_text(f"{USER}:x:{uid}:{uid}:{USER}:{HOME}:/usr/sbin/nologin\n")
+        (folder / "group").write_text(f"{USER}:x:{uid}:\n")
+        # A Unix socket's path has at most 107 bytes, so the sockets live in a short folder of /tmp
+        # rather than under ``base`` (a deep TMPDIR or a test's tmp_path would be too long).
+        short = "/tmp" if os.access("/tmp", os.W_OK) else None
+        sockets = Path(tempfile.mkdtemp(prefix="digm-", dir=short)).resolve()
         if self.as_root:
-            os.chown(run_dir, self.uid, self.uid)
-        return run_dir
+            os.chown(sockets, uid, uid)
+        return KernelRun(folder, sockets, uid)
 
     def probe(self) -> None:
         """Run Python in the sandbox once; raise SandboxUnavailable with bwrap's reason if it fails."""
-        run_dir = self.new_run_dir()
+        run = self.new_run()
         try:
-            cmd = self.command([sys.executable, "-c", "import ipykernel"], run_dir, None)
+            cmd = self.command([sys.executable, "-c", "import ipykernel"], run, None)
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox here ({exc})") from exc
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            run.remove()
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             reason = lines[-1].strip() if lines else f"exit status {done.returncode}"
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox here ({reason})")
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    """One kernel's private files: its passwd and group files in ``folder``, and ``sockets`` (the
+    connection file and Unix sockets), writable by the kernel's user ``uid`` until ``lock_down``."""
+
+    folder: Path
+    sockets: Path
+    uid: int
+
+    def remove(self) -> None:
+        shutil.rmtree(self.sockets, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _parents(target: str, made: set[str]) -> list[str]:
@@ -239,13 +262,18 @@ def _binds_and_env() -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
     import, on PYTHONPATH. Data: ``DIGM_DATA_DIR``, else the download cache (the rule of
     ``utils.data.sources.cache_dir``), offered as ``DIGM_DATA_DIR`` since nothing may be downloaded.
     """
-    binds: dict[str, str] = {}
-    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
-        binds[os.path.abspath(prefix)] = os.path.realpath(prefix)
-    for key in ("purelib", "platlib", "stdlib"):
-        path = sysconfig.get_path(key)
-        if path and not any(_inside(path, target) for target in binds):
+    binds: dict[str, str] = {}  # sandbox path -> host path
+
+    def bind(path: str) -> None:
+        path = os.path.abspath(path)
+        if not any(_inside(path, target) for target in [*binds, "/usr"]):  # /usr is bound anyway
             binds[path] = os.path.realpath(path)
+
+    for path in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
+        bind(path)
+    for key in ("purelib", "platlib", "stdlib"):
+        if sysconfig.get_path(key):
+            bind(sysconfig.get_path(key))
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(HOME),
@@ -259,8 +287,7 @@ def _binds_and_env() -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
     spec = importlib.util.find_spec("utils")
     if spec is not None and spec.submodule_search_locations:
         utils_dir = os.path.abspath(next(iter(spec.submodule_search_locations)))
-        if not any(_inside(utils_dir, target) for target in binds):
-            binds[utils_dir] = os.path.realpath(utils_dir)
+        bind(utils_dir)
         env["PYTHONPATH"] = os.path.dirname(utils_dir)
     data = os.environ.get("DIGM_DATA_DIR", "").strip()
     if not data:
@@ -269,7 +296,7 @@ def _binds_and_env() -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
         data = cache or os.path.join(xdg or os.path.join(os.path.expanduser("~"), ".cache"), "digm")
     data = os.path.abspath(os.path.expanduser(data))
     if os.path.isdir(data):
-        binds[data] = os.path.realpath(data)
+        bind(data)
         env["DIGM_DATA_DIR"] = data
     return tuple((source, target) for target, source in sorted(binds.items())), env
 
@@ -287,7 +314,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     sandbox = Instance(Sandbox)
-    _run_dir: Path | None = None
+    _run: KernelRun | None = None
     _workdir: Path | None = None
     stop_reason: str = ""  # why the kernel was stopped from here, if it was
 
@@ -303,21 +330,22 @@ class SandboxedKernelManager(AsyncKernelManager):
         return self._kernel_spec
 
     async def _async_pre_start_kernel(self, **kw):
-        self._run_dir = self.sandbox.new_run_dir()
+        self._run = self.sandbox.new_run()
         self._workdir = Path(kw["cwd"]) if kw.get("cwd") else None
         self.transport = "ipc"
-        self.ip = str(self._run_dir / "kernel")
-        self.connection_file = str(self._run_dir / "kernel.json")
+        self.ip = str(self._run.sockets / "kernel")
+        self.connection_file = str(self._run.sockets / "kernel.json")
         return await super()._async_pre_start_kernel(**kw)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        assert self._run_dir is not None, "the run folder is made before the command"
+        assert self._run is not None, "the kernel's folder is made before its command"
         inner = super().format_kernel_cmd(extra_arguments)
-        return self.sandbox.command(inner, self._run_dir, self._workdir)
+        return self.sandbox.command(inner, self._run, self._workdir)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        assert self._run is not None
         if self.sandbox.as_root:  # jupyter_client wrote it 0600 for root; the kernel must read it
-            os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
+            os.chown(self.connection_file, self._run.uid, self._run.uid)
         # The kernel's own stdout and stderr (not the notebook's: those go over the sockets) would
         # otherwise reach the grader's terminal, where a notebook could flood it.
         kw.setdefault("stdout", subprocess.DEVNULL)
@@ -330,13 +358,13 @@ class SandboxedKernelManager(AsyncKernelManager):
     def lock_down(self) -> None:
         """Once the kernel has bound its sockets (it answered), take away its write access to their
         folder, the one host folder it could write to. Student code runs only after this."""
-        if self._run_dir is None:
+        if self._run is None:
             return
         if self.sandbox.as_root:
-            os.chown(self._run_dir, 0, 0)
-            os.chmod(self._run_dir, 0o700)
+            os.chown(self._run.sockets, 0, 0)
+            os.chmod(self._run.sockets, 0o700)
         else:  # the kernel is this user and could change the mode back; the tmpfs limits stay
-            os.chmod(self._run_dir, 0o500)
+            os.chmod(self._run.sockets, 0o500)
 
     async def _async_is_alive(self) -> bool:
         """Alive, and below the process limit: a process that hits RLIMIT_NPROC just fails to fork,
@@ -354,10 +382,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
-        if self._run_dir is not None and not restart:
-            os.chmod(self._run_dir, 0o700)
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            self._run_dir = None
+        if self._run is not None and not restart:
+            self._run.remove()
+            self._run = None
 
     # AsyncKernelManager binds its public names to KernelManager's coroutines: rebind to these.
     is_alive = _async_is_alive
