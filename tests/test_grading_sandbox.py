@@ -14,8 +14,10 @@ together by one `grade` command with a short per-cell timeout:
   fail with a reason, within seconds or one timeout, and take nothing else down.
 
 Throughout, the honest submission keeps its exact scores and no file of the course outside
-grading/ (nor the repository's utils/) changes. Plus: grading refuses without a sandbox and
-``--unsafe`` then grades, and the output cut keeps every grade nbgrader would give (no kernel).
+grading/ (nor the repository's utils/) changes. Then, each limit in a bare sandboxed kernel (no
+nbgrader): a fork bomb stopped within seconds, a busy kernel killed at its CPU limit, a full scratch
+folder. Grading refuses without a sandbox and ``--unsafe`` then grades. The output cut keeps every
+grade nbgrader would give (no kernel). The attack run takes about a minute, the rest 25 s.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import queue
 import secrets
 import shutil
 import socket
@@ -329,15 +332,26 @@ def test_hostile_kernel_fails_its_submission_with_the_reason(attacked, student, 
     assert attacked.exit_code == 1
 
 
-def test_fork_bomb_is_stopped_within_seconds(tmp_path):
-    """A sandboxed kernel without nbgrader: the fork bomb must end it long before a cell timeout,
-    through the same liveness check nbclient makes every second."""
+@dataclass
+class BareRun:
+    seconds: float  # from the execute request until the kernel died or went idle
+    alive: bool
+    stop_reason: str  # the kernel manager's, when it stopped the kernel itself
+    text: str  # what the cell printed
+
+
+def _run_in_bare_kernel(tmp_path: Path, code: str, **limits: int) -> BareRun:
+    """``code`` in a sandboxed kernel without nbgrader, watched as nbclient does: the manager's
+    liveness check every half second (nbclient: every second) until the kernel is idle or dead."""
     problem = grading_sandbox_problem()
     if problem:
         pytest.skip(problem)
-    sandbox = Sandbox.for_course(config.course_config(), tmp_path / "sandbox")
+    cfg = config.course_config()
+    for name, value in limits.items():
+        setattr(cfg.GradingSandbox, name, value)
+    sandbox = Sandbox.for_course(cfg, tmp_path / "sandbox")
 
-    async def bomb() -> tuple[float, str]:
+    async def run() -> BareRun:
         km = SandboxedKernelManager(sandbox=sandbox, kernel_name="python3")
         await km.start_kernel(cwd=str(tmp_path))
         kc = km.client()
@@ -345,18 +359,46 @@ def test_fork_bomb_is_stopped_within_seconds(tmp_path):
         try:
             await kc.wait_for_ready(timeout=60)
             km.lock_down()
-            kc.execute("import os\nwhile True:\n    os.fork()")
-            start = time.monotonic()
-            while await km.is_alive() and time.monotonic() - start < 60:
-                await asyncio.sleep(0.5)
-            return time.monotonic() - start, km.stop_reason
+            msg_id = kc.execute(code)
+            start, text, idle = time.monotonic(), [], False
+            while not idle and await km.is_alive() and time.monotonic() - start < 60:
+                with contextlib.suppress(queue.Empty):  # nothing for half a second: check liveness
+                    while True:
+                        msg = await kc.get_iopub_msg(timeout=0.5)
+                        if msg["parent_header"].get("msg_id") != msg_id:
+                            continue
+                        content = msg["content"]
+                        text.append(content.get("text", "") + content.get("evalue", ""))
+                        idle = content.get("execution_state") == "idle"
+                        if idle:
+                            break
+            return BareRun(time.monotonic() - start, await km.is_alive(), km.stop_reason, "".join(text))
         finally:
             kc.stop_channels()
             await km.shutdown_kernel(now=True)
 
-    seconds, reason = asyncio.run(bomb())
-    assert reason.startswith("it reached the sandbox's limit"), f"the kernel ended otherwise: {reason!r}"
-    assert seconds < 5, f"the fork bomb ran {seconds:.1f} s before the process limit stopped it"
+    return asyncio.run(run())
+
+
+def test_fork_bomb_is_stopped_within_seconds(tmp_path):
+    result = _run_in_bare_kernel(tmp_path, "import os\nwhile True:\n    os.fork()")
+    assert not result.alive and result.stop_reason.startswith("it reached the sandbox's limit"), result
+    assert result.seconds < 5, f"the fork bomb ran {result.seconds:.1f} s before the process limit stopped it"
+
+
+def test_cpu_limit_kills_a_busy_kernel(tmp_path):
+    result = _run_in_bare_kernel(tmp_path, "while True:\n    pass", cpu_seconds=2)
+    assert not result.alive and result.seconds < 15, (
+        f"a kernel busy past c.GradingSandbox.cpu_seconds=2 should be killed: {result}"
+    )
+
+
+def test_scratch_folder_is_size_limited(tmp_path):
+    code = "try:\n    open('big', 'wb').write(bytes(16 * 2**20))\nexcept OSError as exc:\n    print(exc)"
+    result = _run_in_bare_kernel(tmp_path, code, scratch_mb=8)
+    assert result.alive and "No space left on device" in result.text, (
+        f"16 MB written to an 8 MiB scratch folder should fail: {result}"
+    )
 
 
 def test_grading_changes_no_file_of_the_course(attacked):

@@ -18,8 +18,8 @@ kernel that nbgrader starts for a submission runs inside ``bwrap`` (Debian's ``b
 * an unprivileged user: as root, a user id of its own (``setpriv``) so that the process limit counts
   the sandbox's processes only; otherwise a user namespace (``--unshare-user``);
 * resource limits (``prlimit``): CPU seconds and memory (RLIMIT_DATA) per process, processes
-  (threads included), no core files; an environment made from scratch (none of the grader's variables but a
-  few, so no tokens).
+  (threads included; a full sandbox is stopped), no core files;
+* an environment made from scratch: none of the grader's variables but a few, so no tokens.
 
 The kernel never sees the gradebook: nbgrader, in the grading process, writes it from the outputs
 it reads back. Limits come from ``c.GradingSandbox`` in ``nbgrader_config.py``.
