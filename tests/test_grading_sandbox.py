@@ -503,3 +503,19 @@ def test_output_cut_keeps_the_grade_nbgrader_gives(case):
     )
     assert sum(output_chars(o) for o in cut) <= LIMIT + 3 * VERDICT_CHARS + 100, f"{case}: not cut"
     assert any(cut_note(LIMIT) == o.get("text") for o in cut), f"{case}: the cut carries no note"
+
+
+def test_a_stderr_flood_is_cut_and_judged_in_well_under_a_second():
+    """nbgrader's IgnorePattern runs a regular expression over every kept stderr output: the
+    course's pattern must take linear time (the former one, led by a run of word characters, took
+    17 s on 100,000 letters)."""
+    from nbgrader.preprocessors import IgnorePattern
+
+    cfg = config.course_config()
+    flood = [_stream("stderr", "a" * LIMIT), _stream("stderr", "b" * LIMIT)]
+    start = time.monotonic()
+    budget = CellBudget(LIMIT, ignored_stderr(cfg))
+    cell = new_code_cell("check()", outputs=[kept for out in flood for kept in budget.admit(out)])
+    IgnorePattern(config=cfg).preprocess_cell(cell, {}, 0)
+    seconds = time.monotonic() - start
+    assert seconds < 1, f"cutting and judging {2 * LIMIT:,} letters of stderr took {seconds:.1f} s"
