@@ -242,12 +242,12 @@ def grade(
             records.sync_gradebook(cfg, assignment, Path(tmp) / "release")
             for student in who:
                 reason = "--force" if force else records.regrade_reason(cfg, assignment, student)
+                if reason is not None and run_cfg is None:
+                    run_cfg = executing_config(cfg, Path(tmp) / "sandbox", unsafe=unsafe)
                 if echo and reason is None:
                     print(f"{assignment} / {student}: unchanged, skipped (feedback refreshed)", flush=True)
                 elif echo:
                     print(f"grading {assignment} / {student} ({reason}) ...", flush=True)
-                if reason is not None and run_cfg is None:
-                    run_cfg = executing_config(cfg, Path(tmp) / "sandbox", unsafe=unsafe)
                 try:
                     results.append(
                         grade_submission(run_cfg or cfg, assignment, student, force=reason is not None)
