@@ -18,7 +18,7 @@ help:
 	@echo "make lint      ruff over utils/, tools/, tests/ and the notebooks"
 	@echo "make course    execute every lecture in full mode into build/course and print a results table"
 	@echo "make release   regenerate assignments/ from solutions/ (nbgrader)"
-	@echo "make grade     autograde grading/submitted/*, write feedback and grading/grades.csv"
+	@echo "make grade     autograde grading/submitted/* in a sandbox, write feedback and grading/grades.csv"
 	@echo "make slides    build offline reveal.js decks of every lecture into build/slides"
 	@echo "make benchmark trainer speed against the usual DataLoader recipe (prints a table)"
 

@@ -43,9 +43,21 @@ c.Execute.extra_arguments = [
     "--IPKernelApp.log_level=ERROR",
 ]
 
+# Each submission's kernel runs in the grading sandbox (tools/grading/sandbox.py: bubblewrap, no
+# network, read-only Python, utils/ and data, nothing else of the course). Its limits, with their
+# defaults; `make grade ARGS="--unsafe"` grades without it where bubblewrap cannot run.
+# c.GradingSandbox.cpu_seconds = 1800      # CPU seconds per process, then the kernel is killed
+# c.GradingSandbox.memory_mb = 6144        # memory per process: a larger allocation fails
+# c.GradingSandbox.processes = 256         # processes and threads together (4 per core if more)
+# c.GradingSandbox.scratch_mb = 1024       # the writable /tmp (home, working folder) and /dev/shm, each
+# c.GradingSandbox.output_chars = 100_000  # output kept per cell, the rest cut with a note (always)
+
 # A Python warning printed to stderr must not turn a passing test into 0 points.
+# nbgrader searches each stderr output for it: "Warning: " matches exactly what r"\w*Warning: "
+# did (the \w* may be empty), in linear time; that one took 17 s on 100,000 letters a submission
+# printed to stderr, and quadratically longer on more.
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"\w*Warning: "
+c.IgnorePattern.pattern = r"Warning: "
 
 # nbgrader's Validator (JupyterLab's Validate button, `python -m tools.grading validate`) also fails
 # a test cell that writes to stderr, but it takes no preprocessors from configuration, so it cannot

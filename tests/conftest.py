@@ -356,3 +356,33 @@ def artifacts_dir(request) -> Path:
     path = ARTIFACTS / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _required(flag: str) -> bool:
+    return os.environ.get(flag, "").strip() in {"1", "true", "yes"}
+
+
+def grading_sandbox_problem() -> str:
+    """Why student kernels cannot run in the grading sandbox here ("" when they can): bubblewrap
+    missing, or namespaces refused. Under ``DIGM_REQUIRE_SANDBOX=1`` (set by ``.ci/run``) a problem
+    fails the calling test instead, so CI cannot pass without having graded in the sandbox."""
+    import tempfile
+
+    from tools.grading.config import course_config
+    from tools.grading.sandbox import Sandbox, SandboxUnavailable
+
+    with tempfile.TemporaryDirectory(prefix="digm-probe-") as tmp:
+        try:
+            Sandbox.for_course(course_config(), Path(tmp))
+        except SandboxUnavailable as exc:
+            reason = f"cannot run kernels in the grading sandbox: {exc}"
+            if _required("DIGM_REQUIRE_SANDBOX"):
+                pytest.fail(f"DIGM_REQUIRE_SANDBOX=1 but {reason}", pytrace=False)
+            return reason
+    return ""
+
+
+@pytest.fixture(scope="session")
+def grading_unsafe() -> bool:
+    """True where grading tests must pass ``--unsafe`` (no sandbox here, and none required)."""
+    return bool(grading_sandbox_problem())

@@ -142,6 +142,11 @@ def make_submission(
     return nb
 
 
+def _unsafe_flag(unsafe: bool) -> list[str]:
+    """``--unsafe`` where this machine cannot run the grading sandbox (see conftest)."""
+    return ["--unsafe"] if unsafe else []
+
+
 @dataclass
 class Course:
     root: Path
@@ -161,7 +166,7 @@ def fast_kernels():
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, fast_kernels) -> Course:
+def course(tmp_path_factory, fast_kernels, grading_unsafe) -> Course:
     root = tmp_path_factory.mktemp("course")
     for folder in ("solutions", "assignments"):
         shutil.copytree(ROOT / folder, root / folder)
@@ -175,10 +180,13 @@ def course(tmp_path_factory, fast_kernels) -> Course:
         folder = root / "grading" / "submitted" / student / A1
         folder.mkdir(parents=True)
         nbformat.write(make_submission(root, A1, {}, answered=answered), folder / f"{A1}.ipynb")
-    a1 = {r.student: r for r in autograde.grade([A1], root=root, timeout=A1_TIMEOUT, echo=False)}
+    a1 = {
+        r.student: r
+        for r in autograde.grade([A1], root=root, timeout=A1_TIMEOUT, unsafe=grading_unsafe, echo=False)
+    }
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = grading_command(["grade", A2, "--root", str(root)])
+        code = grading_command(["grade", A2, "--root", str(root), *_unsafe_flag(grading_unsafe)])
     return Course(root, a1, code, out.getvalue(), err.getvalue())
 
 
@@ -545,7 +553,7 @@ def test_collect_files_the_latest_resubmission_whatever_the_name_order(tmp_path)
     )
 
 
-def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
+def test_manual_grades_survive_grading_again_and_reach_the_csv(course, grading_unsafe):
     from nbgrader.api import Gradebook
 
     cfg = config.course_config(course.root)
@@ -554,7 +562,9 @@ def test_manual_grades_survive_grading_again_and_reach_the_csv(course):
             if grade.name.endswith("_written"):
                 grade.manual_score = grade.max_score
         gb.db.commit()
-    (result,) = autograde.grade([A1], root=course.root, students=["missing_sum"], echo=False)
+    (result,) = autograde.grade(
+        [A1], root=course.root, students=["missing_sum"], unsafe=grading_unsafe, echo=False
+    )
     assert result.score == 24 + 9 and "by hand" not in result.notes, f"after manual grading: {result}"
     with open(course.root / "grading" / "grades.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if (r["assignment"], r["student_id"]) == (A1, "missing_sum"))
@@ -571,7 +581,7 @@ class Regraded:
 
 
 @pytest.fixture(scope="module")
-def regraded(course) -> Regraded:
+def regraded(course, grading_unsafe) -> Regraded:
     """a1 graded again after two replacements, both with a file date older than the first grading:
     `replaced` overwritten by hand (log_prob answered now), `resubmits` through collect (entropy
     answered, one written answer rewritten after all were graded by hand). `solved` is unchanged."""
@@ -600,7 +610,15 @@ def regraded(course) -> Regraded:
     os.utime(download / f"resubmits_{A1}-2.ipynb", (stamp, stamp))
     collect.collect(download, root=course.root)
     out = io.StringIO()
-    args = ["grade", A1, "--root", str(course.root), "--timeout", str(A1_TIMEOUT)]
+    args = [
+        "grade",
+        A1,
+        "--root",
+        str(course.root),
+        "--timeout",
+        str(A1_TIMEOUT),
+        *_unsafe_flag(grading_unsafe),
+    ]
     with contextlib.redirect_stdout(out):
         grading_command(args + ["--student", "replaced", "--student", "resubmits", "--student", "solved"])
     with open(course.root / "grading" / "report.csv", newline="") as fh:
@@ -673,10 +691,12 @@ def test_report_counts_written_answers_pending_by_hand(regraded):
     )
 
 
-def test_rewritten_answer_stays_flagged_until_graded_by_hand_again(course, regraded):
+def test_rewritten_answer_stays_flagged_until_graded_by_hand_again(course, regraded, grading_unsafe):
     from nbgrader.api import Gradebook
 
-    (again,) = autograde.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    (again,) = autograde.grade(
+        [A1], root=course.root, students=["resubmits"], unsafe=grading_unsafe, echo=False
+    )
     assert again.status == "unchanged" and again.rewritten_answers == ["a1_kl_written"], (
         f"on the next run the rewritten answer should still be flagged: {again.status}, {again.rewritten_answers}"
     )
@@ -685,7 +705,9 @@ def test_rewritten_answer_stays_flagged_until_graded_by_hand_again(course, regra
         grade = gb.find_grade("a1_kl_written", A1, A1, "resubmits")
         grade.manual_score, grade.needs_manual_grade = 1.0, False
         gb.db.commit()
-    (after,) = autograde.grade([A1], root=course.root, students=["resubmits"], echo=False)
+    (after,) = autograde.grade(
+        [A1], root=course.root, students=["resubmits"], unsafe=grading_unsafe, echo=False
+    )
     assert after.rewritten_answers == [], (
         f"once graded by hand again the answer should no longer be flagged: {after.rewritten_answers}"
     )

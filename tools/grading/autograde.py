@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
@@ -14,7 +15,9 @@ from traitlets.config import Config
 
 from tools.grading import records
 from tools.grading.config import check_ids, course_config, course_dir, db_path, nbgrader_api, released_source
+from tools.grading.execute import execute_class
 from tools.grading.report import SubmissionResult, export_csv, format_table, pending_warning, write_report
+from tools.grading.sandbox import Sandbox, SandboxUnavailable
 
 TIMEOUT_ENAME = "CellTimeoutError"
 
@@ -36,8 +39,12 @@ def _failure_reason(text: str) -> str:
         match = _EXCEPTION_LINE.match(line)
         if match and match["name"] != "NbGraderException":
             name, message = match["name"], match["message"].strip()
+            if name == "DeadKernelError" and message.startswith("Kernel stopped: "):
+                return "the kernel was stopped: " + message.removeprefix("Kernel stopped: ")
             if name == "DeadKernelError":
-                return "the kernel died (the notebook crashed Python or ran out of memory)"
+                return "the kernel died (the notebook exited or crashed Python, or passed a limit of the sandbox)"
+            if name == "CellTimeoutError":  # a plain timeout is a cell's output; this one stopped the run
+                return "a cell ran past the per-cell timeout and did not stop when interrupted"
             return f"{name}: {message}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
@@ -169,6 +176,30 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
     return result
 
 
+def executing_config(cfg: Config, scratch: Path, *, unsafe: bool = False) -> Config:
+    """``cfg`` with nbgrader's Execute replaced by the course's: outputs cut to size and, unless
+    ``unsafe``, each kernel in the grading sandbox (whose private files go under ``scratch``).
+
+    Raises SystemExit, in one sentence, where the sandbox cannot run on this machine.
+    """
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
+
+    sandbox = None
+    if not unsafe:
+        try:
+            sandbox = Sandbox.for_course(cfg, scratch)
+        except SandboxUnavailable as exc:
+            raise SystemExit(
+                f"Grading refused, since student code cannot be isolated here: {exc}; pass --unsafe "
+                '(make grade ARGS="--unsafe") to run submissions with your own rights instead.'
+            ) from exc
+    cfg = copy.deepcopy(cfg)
+    default = Autograde.class_traits()["autograde_preprocessors"].default()
+    cfg.Autograde.autograde_preprocessors = [execute_class(sandbox) if p is Execute else p for p in default]
+    return cfg
+
+
 def grade(
     assignments: Sequence[str] | None = None,
     *,
@@ -176,6 +207,7 @@ def grade(
     students: Sequence[str] | None = None,
     force: bool = False,
     timeout: int | None = None,
+    unsafe: bool = False,
     echo: bool = True,
 ) -> list[SubmissionResult]:
     """Autograde every new or changed submission of ``assignments`` (default: all), write feedback
@@ -188,11 +220,17 @@ def grade(
     grades survive either way. Feedback is always rewritten, so it shows manual grades given since.
     A submission that cannot be graded (its kernel died, its cells were tampered with beyond repair)
     is reported and the others go on.
+
+    Each kernel runs in the grading sandbox (``tools.grading.sandbox``); where it cannot run,
+    grading stops before the first kernel with SystemExit, unless ``unsafe``.
     """
     cfg = course_config(root, timeout=timeout)
     ids = check_ids(assignments, root)
     results = []
+    if unsafe and echo:
+        print("WARNING: --unsafe: submissions run without the sandbox, with your rights.", flush=True)
     with tempfile.TemporaryDirectory(prefix="digm-grade-") as tmp:
+        run_cfg = None  # made before the first kernel: a run with nothing to grade needs no sandbox
         for assignment in ids:
             who = [s for s in submissions(assignment, cfg) if not students or s in students]
             if not who:
@@ -204,12 +242,16 @@ def grade(
             records.sync_gradebook(cfg, assignment, Path(tmp) / "release")
             for student in who:
                 reason = "--force" if force else records.regrade_reason(cfg, assignment, student)
+                if reason is not None and run_cfg is None:
+                    run_cfg = executing_config(cfg, Path(tmp) / "sandbox", unsafe=unsafe)
                 if echo and reason is None:
                     print(f"{assignment} / {student}: unchanged, skipped (feedback refreshed)", flush=True)
                 elif echo:
                     print(f"grading {assignment} / {student} ({reason}) ...", flush=True)
                 try:
-                    results.append(grade_submission(cfg, assignment, student, force=reason is not None))
+                    results.append(
+                        grade_submission(run_cfg or cfg, assignment, student, force=reason is not None)
+                    )
                 except Exception as exc:  # one broken submission must not stop the class's grading
                     error = f"grading crashed: {type(exc).__name__}: {exc}"
                     results.append(
