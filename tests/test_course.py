@@ -384,7 +384,7 @@ def test_a_wait_without_limit_looks_again_until_the_queued_message_is_seen():
     import asyncio
 
     channel = MissedWakeUps(misses=3)
-    notebooks._poll_in_slices(channel, step=0.01)
+    notebooks.poll_in_slices(channel, step=0.01)
     assert asyncio.run(channel.get_msg(timeout=None)) == {"msg_type": "execute_reply"}
     assert len(channel.waits) == 4 and all(t is not None and t <= 0.01 for t in channel.waits), channel.waits
 
@@ -394,7 +394,7 @@ def test_a_wait_with_a_limit_still_ends_with_empty_at_that_limit():
     from queue import Empty
 
     channel = MissedWakeUps(misses=10**6)
-    notebooks._poll_in_slices(channel, step=0.01)
+    notebooks.poll_in_slices(channel, step=0.01)
     start = time.monotonic()
     with pytest.raises(Empty):
         asyncio.run(channel.get_msg(timeout=0.05))

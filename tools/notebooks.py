@@ -149,7 +149,7 @@ def _run_cells(client, nb, env, output, timeout, deadline, stop, save) -> str:
         with client.setup_kernel(env=env, **output):
             stop.pid = client.km.provisioner.pid
             for channel in (client.kc.shell_channel, client.kc.iopub_channel):
-                _poll_in_slices(channel)
+                poll_in_slices(channel)
             try:
                 for index, cell in enumerate(nb.cells):
                     if stop.pressed.is_set():
@@ -193,7 +193,7 @@ def _run_cells(client, nb, env, output, timeout, deadline, stop, save) -> str:
 POLL_SLICE = 1.0  # seconds: how long one wait for a kernel message may go without looking again
 
 
-def _poll_in_slices(channel, step: float = POLL_SLICE) -> None:
+def poll_in_slices(channel, step: float = POLL_SLICE) -> None:
     """Make ``channel.get_msg`` look at its socket again every ``step`` seconds while it waits.
 
     nbclient waits for a cell's reply and outputs with one long ``get_msg`` (``timeout=None`` when

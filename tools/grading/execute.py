@@ -20,6 +20,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output
 
 from tools.grading.sandbox import GradingSandbox, Sandbox, SandboxedKernelManager
+from tools.notebooks import poll_in_slices
 
 # A kept verdict (error, execute_result, stderr) shows at least this much, however full the cell is:
 # enough for an exception's message and for a partial-credit number.
@@ -119,6 +120,15 @@ def execute_class(sandbox: Sandbox | None) -> type:
             self._limit = GradingSandbox(config=self.config).output_chars
             self._ignorable = ignored_stderr(self.config)
             self._budgets: dict[int, CellBudget] = {}
+
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                poll_in_slices(channel)  # else a missed wake-up turns an honest cell into a timeout
+            return kc
+
+        # nbclient's blocking names are bound to its own coroutines: rebind them to these.
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
         def output(self, outs, msg, display_id, cell_index):
             if self.clear_before_next_output:  # nbclient empties the cell on this output
