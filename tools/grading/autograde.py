@@ -18,6 +18,7 @@ from tools.grading.config import check_ids, course_config, course_dir, db_path, 
 from tools.grading.execute import execute_class
 from tools.grading.report import SubmissionResult, export_csv, format_table, pending_warning, write_report
 from tools.grading.sandbox import Sandbox, SandboxUnavailable
+from tools.grading.tampering import suspicious_lines_in
 
 TIMEOUT_ENAME = "CellTimeoutError"
 
@@ -135,6 +136,7 @@ def grade_submission(cfg: Config, assignment: str, student: str, *, force: bool 
     except Exception as exc:  # a truncated upload, a renamed PDF, ...
         result.error = f"{expected} is not a readable notebook ({type(exc).__name__}: {exc})"
         return result
+    result.tampering = suspicious_lines_in(expected)  # read from outside the kernel, before it runs
     key = f"{assignment}/{student}"
     record = records.load_records(cfg).get(key, {})
     rewritten = set(record.get("rewritten", []))
@@ -273,4 +275,3 @@ def grade(
             print()
             print(warning)
     return results
-

@@ -30,6 +30,7 @@ class SubmissionResult:
     deleted_locked_cells: list[str] = field(default_factory=list)
     timed_out_cells: list[str] = field(default_factory=list)
     rewritten_answers: list[str] = field(default_factory=list)
+    tampering: list[str] = field(default_factory=list)  # answer lines that reach into the tests: review them
     unchanged: bool = False
     error: str = ""
 
@@ -52,6 +53,8 @@ class SubmissionResult:
     @property
     def notes(self) -> str:
         parts = []
+        if self.tampering:
+            parts.append(f"REVIEW, answer cells reach into the tests: {' | '.join(self.tampering)}")
         if not self.graded:
             parts.append(f"NOT GRADED: {self.error}")
         if self.timed_out_cells:
@@ -118,5 +121,3 @@ def pending_warning(results: Sequence[SubmissionResult]) -> str:
     ]
     lines += [f"  {r.assignment} / {r.student}: {', '.join(r.pending_cells)}" for r in pending]
     return "\n".join(lines)
-
-
