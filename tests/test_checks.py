@@ -373,6 +373,22 @@ def test_check_estimator_catches_bias_and_reports_mean_and_standard_error():
     assert "biased estimator? too few samples?" in message
 
 
+def test_check_estimator_hint_replaces_the_generic_guesses():
+    # A specific hint followed by "p/q inverted?" sent students after a mistake they could not have made.
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(CheckError) as info:
+        checks.check_estimator(
+            lambda m: torch.randn(m, generator=g) + 2.1,
+            expected=2.0,
+            n=20_000,
+            name="ELBO",
+            hint="a sum for a mean",
+        )
+    message = str(info.value)
+    assert message.endswith("Likely mistake: a sum for a mean"), message
+    assert "p/q" not in message and "too few samples" not in message, message
+
+
 def test_check_estimator_handles_vector_estimates():
     g = torch.Generator().manual_seed(1)
     expected = torch.tensor([0.0, 1.0, -1.0])

@@ -58,23 +58,78 @@ def _append(text: str):
     return lambda source: source + text
 
 
+# The rebinding attack of issue 14: the first answer cell turns every function of utils.checks (and any
+# check*/require* helper of the notebook) into a no-op and makes torch's and math's comparisons agree with
+# anything; the answers are well-formed zeros (the documented types and shapes), so only a check can fail them.
+_REBIND_THE_CHECKS = """import math
+
+import torch
+
+import utils.checks
+from utils.checks import estimators, gradients, report, values
+
+
+def _passes(*args, **kwargs):
+    return None
+
+
+for _module in (utils.checks, estimators, gradients, report, values):
+    for _name, _value in list(vars(_module).items()):
+        if callable(_value) and not isinstance(_value, type) and not _name.startswith("__"):
+            setattr(_module, _name, _passes)
+for _name, _value in list(globals().items()):
+    if _name.startswith(("check", "require")) and callable(_value) and not isinstance(_value, type):
+        globals()[_name] = _passes
+torch.isclose = lambda *args, **kwargs: torch.ones((), dtype=torch.bool)
+torch.allclose = math.isclose = lambda *args, **kwargs: True
+
+
+"""
+_ZEROS = "torch.zeros(n, mu.shape[-1], device=mu.device, dtype=mu.dtype)"
+_ZERO_ANSWERS = {
+    "a1_log_prob_answer": "def gaussian_log_prob(z, mu, L):\n    return z[..., 0] * 0\n",
+    "a1_sf_answer": "def score_function_estimates(f, mu, log_sigma, n, baseline_mu=0.0, baseline_log_sigma=0.0, "
+    f"generator=None):\n    return {_ZEROS}, {_ZEROS}\n",
+    "a1_optimal_answer": "def optimal_baselines(f, mu, log_sigma, n, generator=None):\n    return mu * 0, mu * 0\n",
+    "a1_rp_answer": f"def reparam_estimates(f, mu, log_sigma, n, generator=None):\n    return {_ZEROS}, {_ZEROS}\n",
+    "a1_var_answer": "def predicted_variances(D):\n    return 0.0, 0.0\n",
+    "a1_entropy_answer": "def gaussian_entropy(L):\n    return (L * 0).sum()\n",
+    "a1_elbo_answer": "def bbvi_elbo(log_p, mu, L, n, generator=None):\n    gaussian_entropy(L)\n"
+    "    return (mu * 0).sum() + (L * 0).sum()\n",
+}
+
+
+def _tampered_checks() -> dict:
+    edits = {cell: (lambda source, new=new: new) for cell, new in _ZERO_ANSWERS.items()}
+    edits["a1_log_prob_answer"] = lambda source: _REBIND_THE_CHECKS + _ZERO_ANSWERS["a1_log_prob_answer"]
+    return edits
+
+
+def _test_cells(assignment: str) -> set[str]:
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    return {
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+    }
+
+
 # student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
 SUBMISSIONS = {
     A1: {
         "solved": {},
         "untouched": None,
         "missing_sum": {"a1_log_prob_answer": _replace(").sum(-1)", ")")},
-        "detached": {
-            "a1_elbo_answer": _replace(
-                "z = mu + log_sigma.exp() * eps", "z = (mu + log_sigma.exp() * eps).detach()"
-            )
-        },
+        "detached": {"a1_elbo_answer": _replace("z = mu + eps @ L.T", "z = (mu + eps @ L.T).detach()")},
         "loop": {"a1_var_answer": _append("\n\n\nwhile True:  # an experiment left running\n    pass\n")},
         "tampered": {
-            "a1_sf_answer": _replace("return weight * eps / sigma", "return -weight * eps / sigma"),
+            "a1_sf_answer": _replace(
+                "return (fz - baseline_mu) * eps / sigma", "return -(fz - baseline_mu) * eps / sigma"
+            ),
             "a1_sf_test_unbiased": lambda source: "pass",
             "a1_sf_test_baseline": lambda source: "print('all good')",
         },
+        "tampered_checks": _tampered_checks(),
     },
     A2: {
         "solved": {},
@@ -92,10 +147,19 @@ SUBMISSIONS = {
 
 # The test cells each mistake should cost, and nothing else.
 EXPECTED_LOST = {
-    (A1, "missing_sum"): {"a1_log_prob_test", "a1_log_prob_hidden"},
-    (A1, "detached"): {"a1_elbo_test_grad_flows", "a1_elbo_test_grad", "a1_elbo_hidden", "a1_fit_test"},
+    (A1, "missing_sum"): {"a1_log_prob_test", "a1_log_prob_test_tril", "a1_log_prob_hidden"},
+    (A1, "detached"): {
+        "a1_elbo_test_grad_flows",
+        "a1_elbo_test_grad",
+        "a1_elbo_hidden",
+        "a1_fit_test",
+        "a1_fit_test_full",
+    },
     (A1, "loop"): set(),
     (A1, "tampered"): {"a1_sf_test_unbiased", "a1_sf_test_baseline", "a1_sf_hidden"},
+    # Tampering earns nothing: every test cell, the hidden ones included, is lost (an honest submission of the
+    # same zeros would keep the two shape tests and the self-consistency of Part 4).
+    (A1, "tampered_checks"): _test_cells(A1),
     (A2, "kl_sign"): {"a2_kl_test_sign", "a2_kl_hidden", "a2_train_hidden"},
     (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_test_jensen", "a2_iwae_hidden"},
     (A2, "import_error"): {
@@ -565,10 +629,10 @@ def test_manual_grades_survive_grading_again_and_reach_the_csv(course, grading_u
     (result,) = autograde.grade(
         [A1], root=course.root, students=["missing_sum"], unsafe=grading_unsafe, echo=False
     )
-    assert result.score == 24 + 9 and "by hand" not in result.notes, f"after manual grading: {result}"
+    assert result.score == 23 + 9 and "by hand" not in result.notes, f"after manual grading: {result}"
     with open(course.root / "grading" / "grades.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if (r["assignment"], r["student_id"]) == (A1, "missing_sum"))
-    assert float(row["score"]) == 33.0, f"grades.csv should include the manual points: {row}"
+    assert float(row["score"]) == 32.0, f"grades.csv should include the manual points: {row}"
 
 
 OLD_DATE = dt.datetime(2021, 6, 1, 12, 0, tzinfo=dt.timezone.utc)  # before the first grading

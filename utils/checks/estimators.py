@@ -115,8 +115,9 @@ def check_estimator(
             f"expected mean {e_j:.6g}{where}, got {m_j:.6g} ± {s_j:.3g} (standard error, n={draws.shape[0]}): "
             f"{n_se:.1f} standard errors away, allowed {_z_text(z, z_entry, mean.numel())}"
             + (f" plus atol={atol:g}." if atol else "."),
-            (hint + " " if hint else "")
-            + "biased estimator? too few samples? (a missing term, samples not independent, or a wrong "
+            # A caller's hint names the likely mistake; the generic guesses would only blur it.
+            hint
+            or "biased estimator? too few samples? (a missing term, samples not independent, or a wrong "
             "weight such as p/q inverted)",
         )
     worst = (gap / se.clamp(min=1e-300)).max().item()
