@@ -382,7 +382,9 @@ def _run_in_bare_kernel(tmp_path: Path, code: str, **limits: int) -> BareRun:
 def test_fork_bomb_is_stopped_within_seconds(tmp_path):
     result = _run_in_bare_kernel(tmp_path, "import os\nwhile True:\n    os.fork()")
     assert not result.alive and result.stop_reason.startswith("it reached the sandbox's limit"), result
-    assert result.seconds < 5, f"the fork bomb ran {result.seconds:.1f} s before the process limit stopped it"
+    # Unstopped, it would run until this helper's 60 s cap; stopped, it takes 1-3 s on an idle machine and
+    # up to about 8 s on two cores busy with other notebooks (seen: 7.6 s at a load average of 13).
+    assert result.seconds < 15, f"the fork bomb ran {result.seconds:.1f} s before the process limit stopped it"
 
 
 def test_cpu_limit_kills_a_busy_kernel(tmp_path):
