@@ -81,9 +81,7 @@ SUBMISSIONS = {
         "untouched": None,
         "kl_sign": {"a2_kl_answer": _replace("return 0.5 *", "return -0.5 *")},
         "iwae_mean": {
-            "a2_iwae_answer": _replace(
-                "return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])", "return log_w.mean(0)"
-            )
+            "a2_iwae_answer": _replace("bound = log_sum - math.log(log_w.shape[0])", "bound = log_w.mean(0)")
         },
         "import_error": {"a2_iwae_answer": _prepend("import no_such_module\n\n")},
         "dies": {"a2_reparam_answer": _prepend("import os\n\nos._exit(1)\n")},
@@ -96,12 +94,12 @@ EXPECTED_LOST = {
     (A1, "detached"): {"a1_elbo_test_grad_flows", "a1_elbo_test_grad", "a1_elbo_hidden", "a1_fit_test"},
     (A1, "loop"): set(),
     (A1, "tampered"): {"a1_sf_test_unbiased", "a1_sf_test_baseline", "a1_sf_hidden"},
-    (A2, "kl_sign"): {"a2_kl_test_sign", "a2_kl_hidden", "a2_train_hidden"},
-    (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_test_jensen", "a2_iwae_hidden"},
+    (A2, "kl_sign"): {"a2_kl_test_values", "a2_kl_hidden", "a2_train_hidden"},
+    (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_hidden"},
     (A2, "import_error"): {
         "a2_iwae_test_equal",
         "a2_iwae_test_stable",
-        "a2_iwae_test_jensen",
+        "a2_iwae_test_ess",
         "a2_iwae_hidden",
     },
 }
