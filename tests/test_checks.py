@@ -77,6 +77,50 @@ def test_check_close_still_names_a_factor_when_the_offset_is_not_constant(x):
         checks.check_close(3 * x, x, name="sum where a mean belongs")
 
 
+def test_check_close_names_the_known_mistake_that_the_answer_matches(x):
+    recon, kl = x.sum(-1), x.pow(2).sum(-1)  # an ELBO's two terms, [8]
+    mistakes = {"the KL term is missing": recon, "the KL term added, not subtracted": recon + kl}
+    with pytest.raises(CheckError, match="Likely mistake: the KL term is missing$"):
+        checks.check_close(recon, recon - kl, name="elbo", hint="a generic hint", mistakes=mistakes)
+    with pytest.raises(CheckError, match="Likely mistake: the KL term added, not subtracted$"):
+        checks.check_close(recon + kl, recon - kl, name="elbo", mistakes=mistakes)
+
+
+def test_check_close_tells_a_missing_term_from_a_rewritten_one(x):
+    # The same wrong number can come from a term left out or from the term written out again (here
+    # with another value): only the caller's candidates tell them apart, a relation hint cannot.
+    recon, kl_stand_in, kl_rewritten = x.sum(-1), x.pow(2).sum(-1), x.abs().sum(-1)
+    mistakes = {"missing": recon, "rewritten": recon - kl_rewritten}
+    for got, named in ((recon, "missing"), (recon - kl_rewritten, "rewritten")):
+        with pytest.raises(CheckError, match=f"Likely mistake: {named}$"):
+            checks.check_close(got, recon - kl_stand_in, mistakes=mistakes)
+
+
+def test_check_close_names_a_mistake_that_gives_nan_or_inf():
+    logits, x = torch.tensor([0.3, 2.0]), torch.tensor([1.0, 1.0])
+    as_probabilities = x * logits.log()  # [log 0.3, log 2]: finite here, NaN or -inf elsewhere
+    wrong = torch.tensor([math.nan, -math.inf])
+    mistakes = {"finite but wrong": as_probabilities, "logits used as probabilities": wrong}
+    with pytest.raises(CheckError, match="got NaN at 2 of 2 .*Likely mistake: logits used as probabilities$"):
+        checks.check_close(wrong.clone(), torch.tensor([-1.0, -2.0]), mistakes=mistakes)
+
+
+def test_check_close_falls_back_to_the_hint_when_no_mistake_matches(x):
+    with pytest.raises(CheckError, match="Likely mistake: my hint$"):
+        checks.check_close(x + 0.3 * x.pow(2), x, hint="my hint", mistakes={"a doubled term": 2 * x})
+    with pytest.raises(CheckError, match="flipped sign"):
+        checks.check_close(-x, x, mistakes={"a doubled term": 2 * x})
+
+
+def test_check_close_ignores_the_mistakes_when_the_answer_is_right(x):
+    checks.check_close(x, x, mistakes={"this very value": x}, quiet=True)
+
+
+def test_check_close_names_a_mistake_of_another_shape(x):
+    with pytest.raises(CheckError, match="Likely mistake: a mean over the last dimension"):
+        checks.check_close(x.mean(0), x.sum(-1), mistakes={"a mean over the last dimension": x.mean(0)})
+
+
 def test_check_close_shape_mismatch_suggests_the_missing_sum(x):
     with pytest.raises(CheckError, match=r"sum over the last dimension"):
         checks.check_close(x, x.sum(-1), name="log_px")

@@ -10,6 +10,7 @@ file date, one through collect) and a1 graded again. DIGM_FAST=1 keeps the train
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import csv
@@ -114,6 +115,52 @@ def _test_cells(assignment: str) -> set[str]:
     }
 
 
+# A submission that tampers instead of answering (issue 14). Every answer cell first rebinds every function of
+# utils.checks, and every helper of the notebook named check*/require*, to a no-op, the grader's own
+# comparisons (_ref* in the set-up cell) to a stand-in that reports "within tolerance", and pair_of so that it
+# lets anything through; then each of its functions returns its first argument. Such answers fail every a2 test
+# on their own (0 of 26 points), so any point this submission gets is earned by tampering. Before a2's test cells
+# re-checked with comparisons of their own, the first two rebindings alone earned 20 of its 26 test points (and
+# 20 of 35 on a1).
+_TAMPER = """import sys as _sys
+
+
+def _no_op(*args, **kwargs):
+    return None
+
+
+def _within(*args, **kwargs):
+    return 0.0
+
+
+for _name, _module in list(_sys.modules.items()):
+    if _name == "utils.checks" or _name.startswith("utils.checks."):
+        for _attr in dir(_module):
+            if callable(getattr(_module, _attr)) and not isinstance(getattr(_module, _attr), type):
+                setattr(_module, _attr, _no_op)
+for _name, _value in list(globals().items()):
+    if callable(_value) and _name.startswith(("check", "require")):
+        globals()[_name] = _no_op
+    elif callable(_value) and _name.startswith("_ref"):
+        globals()[_name] = _within
+pair_of = lambda result, *args: (result, result)  # so that the visible tests run on to their silenced checks
+
+"""
+
+
+def _tampered(source: str) -> str:
+    """An answer cell rewritten by the tamperer: the rebinding above, then every function returning its first
+    argument."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.body = [ast.Return(ast.Name(node.args.args[0].arg, ast.Load()))]
+    return _TAMPER + ast.unparse(ast.fix_missing_locations(tree))
+
+
+A2_ANSWERS = ("a2_reparam_answer", "a2_kl_answer", "a2_bll_answer", "a2_laplace_answer", "a2_elbo_answer",
+              "a2_iwae_answer", "a2_logw_answer", "a2_isll_answer")
+
 # student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
 SUBMISSIONS = {
     A1: {
@@ -136,12 +183,11 @@ SUBMISSIONS = {
         "untouched": None,
         "kl_sign": {"a2_kl_answer": _replace("return 0.5 *", "return -0.5 *")},
         "iwae_mean": {
-            "a2_iwae_answer": _replace(
-                "return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])", "return log_w.mean(0)"
-            )
+            "a2_iwae_answer": _replace("bound = log_sum - math.log(log_w.shape[0])", "bound = log_w.mean(0)")
         },
         "import_error": {"a2_iwae_answer": _prepend("import no_such_module\n\n")},
         "dies": {"a2_reparam_answer": _prepend("import os\n\nos._exit(1)\n")},
+        "tampered_checks": dict.fromkeys(A2_ANSWERS, _tampered),
     },
 }
 
@@ -160,12 +206,12 @@ EXPECTED_LOST = {
     # Tampering earns nothing: every test cell, the hidden ones included, is lost (an honest submission of the
     # same zeros would keep the two shape tests and the self-consistency of Part 4).
     (A1, "tampered_checks"): _test_cells(A1),
-    (A2, "kl_sign"): {"a2_kl_test_sign", "a2_kl_hidden", "a2_train_hidden"},
-    (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_test_jensen", "a2_iwae_hidden"},
+    (A2, "kl_sign"): {"a2_kl_test_values", "a2_kl_hidden", "a2_train_hidden"},
+    (A2, "iwae_mean"): {"a2_iwae_test_stable", "a2_iwae_hidden"},
     (A2, "import_error"): {
         "a2_iwae_test_equal",
         "a2_iwae_test_stable",
-        "a2_iwae_test_jensen",
+        "a2_iwae_test_ess",
         "a2_iwae_hidden",
     },
 }
@@ -302,6 +348,17 @@ def test_mistake_loses_exactly_the_points_of_its_tests(course, assignment, stude
     assert lost == expected, (
         f"{assignment}/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}; "
         "a test that is not independent of the other answers, or a mistake the tests miss"
+    )
+
+
+def test_tampering_with_the_checks_earns_no_test_point(course):
+    scores = cell_scores(course.root, A2, "tampered_checks")
+    tests = {name: s for name, s in scores.items() if not name.endswith("_written")}
+    assert len(tests) >= 20, f"the tampering submission was not graded as a whole: {sorted(scores)}"
+    earned = {name: auto for name, (auto, _) in tests.items() if auto}
+    assert not earned, (
+        f"a2: a submission that rebinds utils.checks and the grader's comparisons, and answers nothing, earned "
+        f"{earned}; every test cell must check its property with comparisons taken before any answer runs"
     )
 
 

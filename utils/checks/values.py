@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,7 @@ def check_close(
     atol: float = 1e-8,
     name: str = "value",
     hint: str = "",
+    mistakes: Mapping[str, Any] | None = None,
     quiet: bool = False,
 ) -> None:
     """Check ``|actual - expected| <= atol + rtol * |expected|`` everywhere (both as float64).
@@ -86,16 +87,25 @@ def check_close(
     Shapes must match exactly, except that a Python number (or 0-d) ``expected`` is compared with
     every entry. The failure message shows the worst entry and, without a ``hint``, guesses the
     mistake (a factor, a sign, a constant offset such as 0.5*log(2*pi) per dimension).
+
+    ``mistakes`` maps the description of a known mistake to the value it produces (computed by the
+    caller, e.g. the formula with one sign flipped or one term left out). A wrong ``actual`` that
+    matches one of them, to the same tolerances, NaN and infinities included, is reported with that
+    description, before ``hint``: this tells apart mistakes that no simple relation names, such as a
+    missing term and the same term written out again. The first match in the mapping's order wins.
+
+    >>> check_close(elbo_value, expected, name="elbo", mistakes={"the KL term is missing": recon_only})
     """
     a, e = as_float64(actual), as_float64(expected)
     if e.dim() > 0 and a.shape != e.shape:
         raise failure(
             name,
             f"expected shape {fmt_shape(e.shape)}, got {fmt_shape(a.shape)}.",
-            hint or shape_hint(list(a.shape), list(e.shape)),
+            named_mistake(a, mistakes, rtol, atol) or hint or shape_hint(list(a.shape), list(e.shape)),
         )
     e = e.expand_as(a)
-    _check_nonfinite(name, a, e, hint)
+    named = named_mistake(a, mistakes, rtol, atol)
+    _check_nonfinite(name, a, e, named or hint)
     same_inf = torch.isinf(a) & (a == e)  # -inf == -inf is a match (log 0 on both sides)
     diff = torch.where(same_inf, torch.zeros_like(a), (a - e).abs())
     diff = torch.nan_to_num(diff, nan=math.inf, posinf=math.inf)
@@ -114,8 +124,28 @@ def check_close(
                 f"{int((excess > 0).sum())} of {a.numel()} entries off"
             )
         what += f"; tolerance atol={atol:g} + rtol={rtol:g}*|expected|)."
-        raise failure(name, what, hint or relation_hint(a, e) or "recheck the formula term by term.")
+        raise failure(name, what, named or hint or relation_hint(a, e) or "recheck the formula term by term.")
     say_passed(name, f"max abs diff {diff.max().item():.2g}" if diff.numel() else "", quiet)
+
+
+def named_mistake(actual: Any, mistakes: Mapping[str, Any] | None, rtol: float = 1e-5, atol: float = 1e-8) -> str:
+    """The description of the first mistake in ``mistakes`` whose value ``actual`` matches, or ''.
+
+    A match means the same shape (a 0-d value is compared with every entry), NaN where the mistake
+    has NaN, the same infinities, and finite entries within ``atol + rtol * |value|``.
+    """
+    if not mistakes:
+        return ""
+    a = as_float64(actual)
+    for description, value in mistakes.items():
+        v = as_float64(value)
+        if v.dim() > 0 and v.shape != a.shape:
+            continue
+        v = v.expand_as(a)
+        same = torch.isclose(a, v, rtol=rtol, atol=atol, equal_nan=True)
+        if a.numel() and bool(same.all()):
+            return description
+    return ""
 
 
 def check_finite(t: Any, name: str = "tensor", hint: str = "", *, quiet: bool = False) -> None:
