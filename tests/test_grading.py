@@ -362,6 +362,20 @@ def test_tampering_with_the_checks_earns_no_test_point(course):
     )
 
 
+def test_answers_that_reach_into_the_tests_are_marked_for_review_and_honest_ones_are_not(course):
+    flagged = course.a1["tampered_checks"]
+    assert flagged.tampering and flagged.notes.startswith("REVIEW, answer cells reach into the tests"), (
+        f"a1: the rebinding answers should be marked for review in report.csv; notes: {flagged.notes!r}"
+    )
+    honest = {s: r.tampering for s, r in course.a1.items() if s != "tampered_checks" and r.tampering}
+    assert not honest, f"a1: answers that only answer were marked for review: {honest}"
+    rows = {line.split()[1]: line for line in course.a2_stdout.splitlines() if line.startswith(f"{A2} ")}
+    assert "REVIEW, answer cells reach into the tests" in rows.get("tampered_checks", ""), (
+        f"a2: the console table should mark the rebinding submission; it printed {rows}"
+    )
+    assert not [s for s, line in rows.items() if s != "tampered_checks" and "REVIEW" in line], rows
+
+
 def test_infinite_loop_hits_the_timeout_and_grading_goes_on(course):
     result = course.a1["loop"]
     assert result.graded, f"the looping submission was not graded: {result.error}"
