@@ -54,12 +54,13 @@ c.PAMAuthenticator.open_sessions = False  # no systemd-logind sessions in a cont
 c.Authenticator.admin_users = set(hub.admins)
 
 
-def _is_instructor(username: str) -> bool:
+def _role(username: str) -> str:
+    """"instructor" for members of the instructors' Unix group, else "student"."""
     try:
         members = grp.getgrnam(hub.instructors_group).gr_mem
     except KeyError:
-        return False
-    return username in members
+        return "student"
+    return "instructor" if username in members else "student"
 
 
 # --- each user's server ------------------------------------------------------------------------------
@@ -75,9 +76,8 @@ c.Spawner.environment = {
     "DIGM_COURSE_DIR": str(hub.course_dir),
     "DIGM_COURSE_ID": COURSE_ID,
     "DIGM_EXCHANGE": str(hub.exchange),
-    "JUPYTER_CONFIG_PATH": lambda spawner: str(
-        hub.jupyter_config_dir("instructor" if _is_instructor(spawner.user.name) else "student")
-    ),
+    "DIGM_ROLE": lambda spawner: _role(spawner.user.name),
+    "JUPYTER_CONFIG_PATH": lambda spawner: str(hub.jupyter_config_dir(_role(spawner.user.name))),
     # torch would start a thread per core in every kernel; a class shares the cores
     "OMP_NUM_THREADS": os.environ.get("HUB_THREADS_PER_USER", "2"),
 }

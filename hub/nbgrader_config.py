@@ -2,8 +2,14 @@
 
 `python -m tools.hub serve` copies this file into each role's Jupyter config folder
 (``HUB_STATE/jupyter/<role>/``, on the servers' ``JUPYTER_CONFIG_PATH``); the hub's spawner sets the
-variables it reads: ``DIGM_EXCHANGE`` (nbgrader's exchange), ``DIGM_COURSE_ID`` and ``DIGM_COURSE_DIR``
-(the served student bundle, whose nbgrader_config.py holds the course's validation settings).
+variables it reads: ``DIGM_EXCHANGE`` (nbgrader's exchange), ``DIGM_COURSE_ID``, ``DIGM_COURSE_DIR``
+(the served student bundle, whose nbgrader_config.py holds the course's validation settings) and
+``DIGM_ROLE``. An instructor's formgrader works on their clone of the repository, ``~/digm-course``
+(or ``DIGM_INSTRUCTOR_COURSE``), whose nbgrader_config.py is loaded when it exists.
+
+nbgrader's own autograde (the formgrader's Autograde button, ``nbgrader autograde``) is switched
+off here: it would run students' code with the instructor's rights. Grading goes through
+``make grade``, which runs every submission in the sandbox (tools/grading/sandbox.py).
 
 Submissions are private: nbgrader makes every file of a submission readable by all (``0644`` in a
 ``0777`` folder), hidden only by a random folder name in the unlistable ``inbound/``. Here a
@@ -17,6 +23,7 @@ import os
 import shutil
 
 from nbgrader.exchange.default import ExchangeSubmit
+from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import ignore_patterns
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -68,6 +75,25 @@ class PrivateSubmit(ExchangeSubmit):
 
 
 c.ExchangeFactory.submit = PrivateSubmit
+
+
+class AutogradeWithMakeGrade(NbGraderPreprocessor):  # nbgrader's base: enabled, unlike nbconvert's
+    """Stands in for nbgrader's execution step: a submission is never run outside the sandbox."""
+
+    def preprocess(self, nb, resources):
+        raise RuntimeError(
+            "On the class's hub, grade with `make grade` (python -m tools.grading grade), which runs each "
+            "submission in the sandbox; nbgrader's own autograde would run it with your rights."
+        )
+
+
+c.Autograde.autograde_preprocessors = [AutogradeWithMakeGrade]
+
+if os.environ.get("DIGM_ROLE") == "instructor":
+    _clone = os.path.expanduser(os.environ.get("DIGM_INSTRUCTOR_COURSE") or "~/digm-course")
+    if os.path.isfile(os.path.join(_clone, "nbgrader_config.py")):
+        load_subconfig(os.path.join(_clone, "nbgrader_config.py"))  # noqa: F821  (injected by traitlets)
+        c.Autograde.autograde_preprocessors = [AutogradeWithMakeGrade]  # not undone by the course's file
 
 # What the Validate button runs: the course's own settings (timeouts, warnings, kernel options).
 _course_dir = os.environ.get("DIGM_COURSE_DIR", "")

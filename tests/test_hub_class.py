@@ -75,6 +75,9 @@ class Term:
     servers_after_restart: dict[str, list[int]] = field(default_factory=dict)
     inbound_after_restart: str = ""
     collect: subprocess.CompletedProcess | None = None
+    plain_autograde: subprocess.CompletedProcess | None = None  # nbgrader's own, refused on the hub
+    scores_before_plain: dict[str, float] = field(default_factory=dict)
+    scores_after_plain: dict[str, float] = field(default_factory=dict)
     grade: subprocess.CompletedProcess | None = None
     release_feedback: subprocess.CompletedProcess | None = None
     feedback: dict[str, list[str]] = field(default_factory=dict)  # student -> feedback pages they fetched
@@ -133,6 +136,15 @@ def classroom() -> Classroom:
         yield Classroom(hub, course, alice, bob, tokens, artifacts)
 
 
+def _gradebook_scores(course: Path) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    from tools.grading.config import course_config
+
+    with Gradebook(course_config(course).CourseDirectory.db_url) as gb:
+        return {s.student.id: s.score for s in gb.assignment_submissions(A1)}
+
+
 def _instructor(classroom: Classroom, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """A command of the instructor, as root from the repository (make hub-nbgrader / make grade)."""
     env = {**classroom.hub.env(), "DIGM_FAST": "1", "OMP_NUM_THREADS": "1"}
@@ -180,6 +192,13 @@ def term(classroom) -> Term:
     started = time.monotonic()
     term.grade = _instructor(classroom, "tools.grading", "grade", A1, "--root", str(classroom.course), "--timeout", "120", timeout=600)
     timed("grade (sandbox, 2 submissions)", started)
+    # nbgrader's own autograde, as the formgrader's button runs it (forced), for one student
+    term.scores_before_plain = _gradebook_scores(classroom.course)
+    term.plain_autograde = _instructor(
+        classroom, "tools.hub", "nbgrader", "--course", str(classroom.course), "autograde", A1,
+        "--student", classroom.bob.name, "--force",
+    )
+    term.scores_after_plain = _gradebook_scores(classroom.course)
     started = time.monotonic()
     term.release_feedback = _instructor(
         classroom, "tools.hub", "nbgrader", "--course", str(classroom.course), "release_feedback", A1
@@ -245,6 +264,15 @@ def test_submissions_and_servers_survive_a_restart_of_the_hub(classroom, term):
     assert term.collect.returncode == 0, f"collect failed:\n{term.collect.stdout}{term.collect.stderr}"
     for account in (classroom.alice, classroom.bob):
         assert (classroom.course / "grading" / "submitted" / account.name / A1 / f"{A1}.ipynb").is_file()
+
+
+def test_nbgrader_autograde_outside_the_sandbox_is_refused_on_the_hub(term):
+    output = term.plain_autograde.stdout + term.plain_autograde.stderr
+    assert term.plain_autograde.returncode != 0, f"nbgrader autograde ran students' code unsandboxed:\n{output}"
+    assert "make grade" in output, f"the refusal should say what to run instead:\n{output[-2000:]}"
+    # Nothing was executed or scored. (nbgrader, forced, first removes the student's autograded copy;
+    # `make grade ARGS=--force` makes it again: hub/README.md, "Limits".)
+    assert term.scores_after_plain == term.scores_before_plain and len(term.scores_before_plain) == 2
 
 
 def test_grading_runs_in_the_sandbox_and_grades_both(classroom, term):

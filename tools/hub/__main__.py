@@ -48,11 +48,13 @@ def _require_environment(settings: HubSettings) -> None:
 
 def serve(settings: HubSettings) -> int:
     """Lay out HUB_STATE and replace this process by JupyterHub (Ctrl-C or SIGTERM stops it)."""
-    from tools.hub.state import HUB_CONFIG, StateError, prepare, protect_checkout
+    from tools.hub.state import StateError, prepare, protect_checkout
 
     if os.geteuid() != 0:
         raise SystemExit("Run the hub as root: it starts each user's server as that user (sudo make hub).")
     _require_environment(settings)
+    if not settings.config_file.is_file():
+        raise SystemExit(f"No hub configuration at {settings.config_file} (HUB_CONFIG_FILE).")
     course_id = _course_id(REPO_ROOT)
     for note in protect_checkout():
         print(note, flush=True)
@@ -72,7 +74,7 @@ def serve(settings: HubSettings) -> int:
     # ignore the hub's SIGINT on shutdown and be killed only after 30 s. Restore the default.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     hub = str(settings.env / "bin" / "jupyterhub")
-    os.execve(hub, [hub, "-f", str(HUB_CONFIG)], env)
+    os.execve(hub, [hub, "-f", str(settings.config_file)], env)
     return 1  # not reached
 
 
@@ -86,6 +88,7 @@ def nbgrader(settings: HubSettings, course: Path, args: Sequence[str]) -> int:
     env = {
         **os.environ,
         "JUPYTER_CONFIG_PATH": str(config_dir),
+        "DIGM_ROLE": "instructor",
         "DIGM_EXCHANGE": str(settings.exchange),
         "DIGM_COURSE_ID": _course_id(course),
         "DIGM_COURSE_DIR": str(settings.course_dir),

@@ -15,6 +15,7 @@ environment exists.
 | HUB_ADMINS | (none) | hub admins, comma-separated user names |
 | HUB_IDLE_MINUTES | 60 | a server idle this long is stopped (jupyterhub-idle-culler) |
 | HUB_EXTRA_CONFIG | (none) | a Python file loaded last by hub/jupyterhub_config.py (OAuth, LDAP, ...) |
+| HUB_CONFIG_FILE | hub/jupyterhub_config.py | the hub's configuration (hub/slurm/jupyterhub_config.py on a Slurm cluster) |
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools.paths import REPO_ROOT
 
 
 def _default_python() -> str:
@@ -46,6 +49,7 @@ class HubSettings:
     admins: tuple[str, ...]
     idle_minutes: int
     extra_config: str
+    config_file: Path
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
@@ -66,6 +70,7 @@ class HubSettings:
             admins=tuple(name.strip() for name in (env.get("HUB_ADMINS") or "").split(",") if name.strip()),
             idle_minutes=_number(env, "HUB_IDLE_MINUTES", 60, 1, 60 * 24 * 14),
             extra_config=env.get("HUB_EXTRA_CONFIG") or "",
+            config_file=Path(env.get("HUB_CONFIG_FILE") or REPO_ROOT / "hub" / "jupyterhub_config.py").absolute(),
         )
 
     # Below HUB_STATE. The hub's own files are private to root; the rest is read by every student.

@@ -25,7 +25,6 @@ from tools.bundle import build as build_bundle
 from tools.hub.settings import HubSettings
 from tools.paths import REPO_ROOT
 
-HUB_CONFIG = REPO_ROOT / "hub" / "jupyterhub_config.py"
 SERVER_NBGRADER_CONFIG = REPO_ROOT / "hub" / "nbgrader_config.py"
 # nbgrader's lab extension: what only an instructor uses (students keep Assignments and Validate).
 INSTRUCTOR_PLUGINS = (
