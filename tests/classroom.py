@@ -139,19 +139,27 @@ def distinct_free_ports(count: int) -> tuple[int, ...]:
     return tuple(ports)
 
 
-def run_as(account: Account, code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run Python ``code`` as ``account`` (its user and group ids only, no others), with the hub's Python."""
+def run_as(
+    account: Account, command: list[str], *, env: dict[str, str] | None = None, cwd: str = "/", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run ``command`` as ``account`` (its user and group ids only, no others)."""
     return subprocess.run(
-        [str(HUB_PYTHON), "-c", code, *args],
+        command,
         user=account.uid,
         group=account.gid,
         extra_groups=[],
-        cwd="/",
-        env={"HOME": str(account.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd=cwd,
+        env=env or {"HOME": str(account.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    """The environment a process was started with (what a terminal in that server inherits)."""
+    items = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(item.split("=", 1) for item in items if "=" in item)
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,10 +34,12 @@ from pathlib import Path
 import nbformat
 import pytest
 from classroom import (
+    HUB_PYTHON,
     Account,
     Hub,
     create_account,
     create_group,
+    process_environment,
     remove_account,
     require_hub,
     run_as,
@@ -244,9 +246,7 @@ def test_servers_run_as_their_students_from_the_served_bundle(classroom, term):
         (pid,) = term.servers_after_restart[account.name] or [None]
         assert pid, f"{account.name} has no running server"
         assert os.stat(f"/proc/{pid}").st_uid == account.uid
-        environ = dict(
-            item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
-        )
+        environ = process_environment(pid)
         assert environ.get("PYTHONPATH") == str(state / "course"), "the server should import the served bundle"
         assert (account.home / "lectures").is_dir(), f"the lectures were not copied into {account.home}"
         assert stat.S_IMODE(account.home.stat().st_mode) & 0o077 == 0, f"{account.home} is readable by others"
@@ -334,12 +334,24 @@ def test_a_student_cannot_reach_another_students_work_or_the_solutions(classroom
         ("the instructor's grading", "list", str(classroom.course / "grading")),
         ("the repository's solutions", "read", str(REPO_ROOT / "solutions" / A1 / f"{A1}.ipynb")),
     ]
-    result = run_as(bob, _PROBE, json.dumps(allowed + refused))
+    result = run_as(bob, [str(HUB_PYTHON), "-c", _PROBE, json.dumps(allowed + refused)])
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert {label: outcome[label] for label, _, _ in allowed} == {label: "ok" for label, _, _ in allowed}
     reached = {label: outcome[label] for label, _, _ in refused if outcome[label] != "PermissionError"}
     assert not reached, f"bob reached: {reached}"
+
+
+def test_a_student_uses_nbgrader_from_a_terminal_of_their_server(classroom, term):
+    bob = classroom.bob
+    (pid,) = term.servers_after_restart[bob.name]
+    env = {k: v for k, v in process_environment(pid).items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
+    released = run_as(bob, ["nbgrader", "list"], env=env, cwd=str(bob.home))  # found on the server's PATH
+    submitted = run_as(bob, ["nbgrader", "list", "--cached"], env=env, cwd=str(bob.home))
+    output = released.stdout + released.stderr + submitted.stdout + submitted.stderr
+    assert released.returncode == submitted.returncode == 0, output
+    assert f"{COURSE_ID} {A1} (already downloaded)" in output, output
+    assert f"{COURSE_ID} {bob.name} {A1}" in output and classroom.alice.name not in output, output
 
 
 @pytest.mark.browser

@@ -6,7 +6,7 @@ as a Slurm job. What must be on a filesystem shared by the hub's node and the co
 same paths: the hub environment (HUB_ENV), HUB_STATE (the served course bundle, the role configs)
 and the exchange (HUB_EXCHANGE), and the users' homes. hub/README.md, "Slurm", lists the steps:
 
-    sudo HUB_ENV=/shared/digm-hub HUB_STATE=/shared/digm-state HUB_IP=0.0.0.0 \\
+    sudo HUB_ENV=/shared/digm-hub HUB_STATE=/shared/digm-state \\
         HUB_CONFIG_FILE=hub/slurm/jupyterhub_config.py make hub
 
 A user chooses CPU or GPU on the spawn page; each choice is a set of Slurm requests (partition,
