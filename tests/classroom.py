@@ -289,6 +289,13 @@ class Hub:
             pytest.fail(f"{action} of {assignment} by {name} failed: {reply.get('value')}")
         return reply["value"]
 
+    def validate(self, name: str, token: str, path: str) -> dict:
+        """What the notebook's Validate button does: nbgrader's validator in the student's server."""
+        reply = self.expect(200, "POST", f"/user/{name}/assignments/validate", {"path": path}, token=token)
+        if not reply.get("success"):
+            pytest.fail(f"validating {path} as {name} failed: {reply.get('value')}")
+        return reply["value"]
+
     def read_file(self, name: str, token: str, path: str) -> str:
         quoted = urllib.request.quote(path)
         return self.expect(200, "GET", f"/user/{name}/api/contents/{quoted}?type=file&format=text&content=1", token=token)[

@@ -72,6 +72,7 @@ class Classroom:
 class Term:
     fetched: dict[str, dict] = field(default_factory=dict)  # student -> the Assignments panel's entry
     fetched_notebook: dict[str, dict] = field(default_factory=dict)  # student -> the notebook as fetched
+    validation: dict = field(default_factory=dict)  # the Validate button on the wrong answer
     submitted: dict[str, list[dict]] = field(default_factory=dict)
     servers_before_restart: dict[str, list[int]] = field(default_factory=dict)
     servers_after_restart: dict[str, list[int]] = field(default_factory=dict)
@@ -178,6 +179,10 @@ def term(classroom) -> Term:
         hub.save_notebook(name, token, f"{A1}/{A1}.ipynb", answer)
         term.submitted[name] = hub.assignments(name, token, "submit", COURSE_ID, A1)
     timed("fetch, save and submit (2 students)", started)
+    started = time.monotonic()
+    wrong = classroom.bob.name
+    term.validation = hub.validate(wrong, classroom.tokens[wrong], f"{A1}/{A1}.ipynb")
+    timed("validate (1 notebook)", started)
 
     started = time.monotonic()
     term.servers_before_restart = {a.name: server_processes(a) for a in (classroom.alice, classroom.bob)}
@@ -238,6 +243,14 @@ def test_each_student_fetches_the_released_assignment(classroom, term):
         assert [(c.cell_type, c.source) for c in fetched.cells] == [(c.cell_type, c.source) for c in released.cells], (
             f"what {account.name} fetched differs from assignments/{A1}"
         )
+
+
+def test_the_validate_button_names_the_failing_visible_test(term):
+    released = nbformat.read(REPO_ROOT / "assignments" / A1 / f"{A1}.ipynb", as_version=4)
+    source = {c.metadata["nbgrader"]["grade_id"]: c.source.strip() for c in released.cells if "nbgrader" in c.metadata}
+    visible_lost = {cell for cell in EXPECTED_LOST[(A1, WRONG)] if source.get(cell) and "hidden" not in cell}
+    failed = {cell for cell, text in source.items() for f in term.validation.get("failed", []) if f["source"] == text}
+    assert visible_lost and failed == visible_lost, f"Validate should fail exactly {visible_lost}, got {term.validation}"
 
 
 def test_servers_run_as_their_students_from_the_served_bundle(classroom, term):
