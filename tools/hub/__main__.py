@@ -30,6 +30,8 @@ def _course_id(course: Path) -> str:
     of its gradebook is made if missing (``collect`` opens the gradebook before anything else)."""
     from traitlets.config.loader import PyFileConfigLoader
 
+    if not (course / "nbgrader_config.py").is_file():
+        raise SystemExit(f"No nbgrader_config.py in {course}; give the course's folder (a checkout) with --course.")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     course_id = config.CourseDirectory.get("course_id", "")
     if not course_id:
