@@ -273,6 +273,14 @@ def test_servers_run_as_their_students_from_the_served_bundle(classroom, term):
     assert not (state / "course" / "solutions").exists(), "the served bundle holds solutions/"
 
 
+def test_the_idle_culler_runs_as_a_hub_service_with_its_permissions(classroom, term):
+    # It lists the users' servers and their activity at start and then every few minutes; a 403 here
+    # would mean its role lacks a scope. (Stopping an idle server after HUB_IDLE_MINUTES is the
+    # culler's own behaviour, not waited for here.)
+    calls = re.findall(r"(\d{3}) GET /hub/api/users\S* \(idle-culler@", classroom.hub.log())
+    assert calls and set(calls) == {"200"}, f"the idle culler's calls to the hub answered {calls}"
+
+
 def test_submissions_and_servers_survive_a_restart_of_the_hub(classroom, term):
     assert term.servers_after_restart == term.servers_before_restart, (
         f"the students' servers changed over the restart: {term.servers_before_restart} -> {term.servers_after_restart}"
