@@ -13,7 +13,7 @@ RUFF = Path(sys.executable).with_name("ruff")
 
 
 def test_ruff_is_clean_over_code_and_notebooks():
-    targets = [p for p in ("utils", "tools", "tests", "lectures", "solutions", "templates") if (ROOT / p).exists()]
+    targets = [p for p in ("utils", "tools", "tests", "lectures", "solutions", "templates", "hub") if (ROOT / p).exists()]
     result = subprocess.run([str(RUFF), "check", *targets], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"ruff found problems (run `make lint`):\n{result.stdout}{result.stderr}"
 

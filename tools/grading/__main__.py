@@ -15,13 +15,28 @@ Students::
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from tools.grading.autograde import grade
-from tools.grading.collect import collect
-from tools.grading.release import out_of_date, release
 from tools.grading.validate import format_validation, run_validation
+
+# Each instructor command's module is imported only when that command runs: the student bundle
+# (tools.bundle) ships this file with ``validate`` and its imports, and none of these.
+INSTRUCTOR_MODULES = {"release": "release", "check": "release", "grade": "autograde", "collect": "collect"}
+
+
+def _instructor_module(command: str) -> ModuleType:
+    name = f"tools.grading.{INSTRUCTOR_MODULES[command]}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise SystemExit(
+            f"`{command}` is an instructor's command, not part of the student bundle; students run `validate`."
+        ) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,12 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.command in INSTRUCTOR_MODULES:
+        module = _instructor_module(args.command)
     if args.command == "release":
-        for path in release(args.assignments, root=args.root):
+        for path in module.release(args.assignments, root=args.root):
             print(f"wrote {path}")
         return 0
     if args.command == "grade":
-        results = grade(
+        results = module.grade(
             args.assignments,
             root=args.root,
             students=args.student,
@@ -74,14 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_validation(validation))
         return 0 if validation.passed else 1
     if args.command == "collect":
-        written, skipped = collect(args.folder, root=args.root)
+        written, skipped = module.collect(args.folder, root=args.root)
         for path in written:
             print(f"collected {path}")
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
         return 0 if not skipped else 1
     if args.command == "check":
-        problems = out_of_date(args.root)
+        problems = module.out_of_date(args.root)
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
