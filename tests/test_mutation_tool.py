@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import pid_alive
 
 from tests.mutation import mutate, operators
 
@@ -205,3 +206,27 @@ def test_the_fast_scoring_agrees_with_the_autograder(assignment, mistake, kernel
     outcome = mutate.run_notebook(nb, layout, layout.code, stop="all", cell_timeout=180, run_timeout=900)
     assert not outcome.broken and not outcome.timeout
     assert set(outcome.lost) == test_grading.EXPECTED_LOST[(assignment, mistake)]
+
+
+@slow
+@pytest.mark.slow
+@pytest.mark.parametrize("deaf", [False, True], ids=["interruptible", "deaf-to-interrupt"])
+def test_a_cell_that_never_ends_is_a_kill_by_the_timeout_and_its_kernel_is_ended(tmp_path, kernel_env, deaf):
+    pid_file = tmp_path / "kernel.pid"
+    nb = nbformat.v4.new_notebook()
+    answer = nbformat.v4.new_code_cell(
+        "import os, signal\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        # deaf: the interrupt is ignored, as by a long C loop
+        + ("signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if deaf else "")
+        + "while True:\n    pass\n"
+    )
+    answer.metadata["nbgrader"] = {"grade_id": "answer", "solution": True, "grade": False, "locked": False}
+    test = nbformat.v4.new_code_cell("assert True")
+    test.metadata["nbgrader"] = {"grade_id": "test", "grade": True, "points": 1, "solution": False, "locked": True}
+    nb.cells = [answer, test]
+    layout = mutate.Layout.of(nb)
+    outcome = mutate.run_notebook(nb, layout, layout.code, stop="all", cell_timeout=5, run_timeout=120)
+    assert outcome.killed and outcome.timeout.startswith("timeout in cell 0"), outcome
+    assert outcome.seconds < 60
+    assert not pid_alive(int(pid_file.read_text()))

@@ -492,7 +492,9 @@ def report(assignment: str, args, command: str, population: list[Mutant], result
         "",
         f"Time: the unmodified notebook {baseline.seconds:.0f} s; per mutant median "
         f"{statistics.median(times) if times else 0:.0f} s, mean {statistics.mean(times) if times else 0:.0f} s, "
-        f"max {max(times, default=0):.0f} s; this run {elapsed / 60:.0f} min (cached results are reused and take no time).",
+        f"max {max(times, default=0):.0f} s (worker start, kernel start and every cell, with {args.jobs} at once "
+        f"on this machine); {sum(times) / 60:.0f} min of runs in all"
+        + (f", this invocation {elapsed / 60:.0f} min." if elapsed >= 60 else " (reused from the cache by this invocation)."),
         "",
         "## By kind of change",
         "",

@@ -66,7 +66,7 @@ def verdict(cell, ignore) -> tuple[bool, str]:
 
 
 def run(spec: dict) -> dict:
-    from nbclient.exceptions import DeadKernelError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from nbgrader.preprocessors import IgnorePattern
 
     from tools.grading.config import course_config
@@ -105,6 +105,9 @@ def run(spec: dict) -> dict:
                 if spec["stop"] == "settled" and entry["lost"] and graded.get(index):
                     result["stopped"] = "settled"
                     break
+    except CellTimeoutError:
+        # A cell deaf to the interrupt (a C loop, SIGINT ignored): nbclient gives up waiting for its output.
+        result["stopped"] = f"timeout in cell {index} after {client.timeout} s (the interrupt did not stop it)"
     except DeadKernelError as err:
         result["stopped"] = f"kernel died in cell {index}: {err}"[:300]
     except Exception as err:  # reported, never counted as a kill: the caller marks the run as broken

@@ -38,9 +38,10 @@ _SUM_1D = Verdict(True, "log_sigma is [D] by the docstring's contract: summing o
 _SF_EXACT_TEST = (
     "a visible test with an f that records the z it is given and returns ones (baseline 0): each row "
     "must then equal the score at its own z, g_mu = (z - mu) / sigma^2 and g_log_sigma = ((z - mu) / "
-    "sigma)^2 - 1 (check_close), which every correct answer meets whatever its noise convention. The "
-    "present tests compare means within 4 standard errors, and this estimator has infinite variance, so "
-    "its standard error swallows the bias."
+    "sigma)^2 - 1 (check_close), which every correct answer meets whatever its noise convention (tried "
+    "by hand: the solution, the -eps and -sigma variants above and the (z - mu) / sigma^2 form pass it, "
+    "both survivors fail it by orders of magnitude). The present tests compare means within 4 standard "
+    "errors, and this estimator has infinite variance, so its standard error swallows the bias."
 )
 
 SURVIVORS: dict[tuple[str, str], Verdict] = {
