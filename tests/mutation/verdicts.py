@@ -1,0 +1,119 @@
+"""The reviewed classification of mutants that no test kills.
+
+Keyed by (answer cell grade_id, the mutated line as the report shows it, stripped). ``equivalent``: the
+change cannot alter anything a correct answer must do where the autograder runs (CPU, the inputs the
+docstring promises), so no test can or should kill it; otherwise it is a real mistake that the tests
+miss, and ``killer`` says which test would catch it. A survivor missing here is reported as unreviewed
+and counted as not equivalent. Reviewed by hand: read the reason before trusting a number built on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    equivalent: bool
+    reason: str
+    killer: str = ""  # for a real mistake: the test that would kill it
+
+
+_RANDN = "eps = torch.randn(n, mu.shape[-1], generator=generator, device=mu.device, dtype=mu.dtype)  # [n, D]"
+
+# Reasons shared by several cells.
+_NOISE_SIGN = Verdict(True, "eps and -eps have the same distribution, and the negated noise is used consistently "
+                            "afterwards, so every estimate keeps its law; the same seed still gives the same "
+                            "values. No test may fix a student's noise convention.")
+_NO_DEVICE = Verdict(True, "on the CPU, where the autograder runs, torch.randn's default device is the CPU, so "
+                           "nothing changes (on a GPU a CUDA generator without device= raises, and the visible "
+                           "tests would fail there).")
+_NO_DTYPE = Verdict(True, "float32 noise for float64 parameters: the sum with mu promotes to float64, and the "
+                          "estimates keep their distribution up to float32 rounding of the noise, far below "
+                          "any Monte Carlo tolerance.")
+_SHAPE0 = Verdict(True, "mu is [D] by the docstring's contract, so mu.shape[0] == mu.shape[-1].")
+_SUM_1D = Verdict(True, "log_sigma is [D] by the docstring's contract: summing over dim 0, -1 or all dims is the "
+                        "same, and so is log_sigma.shape[0].")
+
+_SF_EXACT_TEST = (
+    "a visible test with an f that records the z it is given and returns ones (baseline 0): each row "
+    "must then equal the score at its own z, g_mu = (z - mu) / sigma^2 and g_log_sigma = ((z - mu) / "
+    "sigma)^2 - 1 (check_close), which every correct answer meets whatever its noise convention (tried "
+    "by hand: the solution, the -eps and -sigma variants above and the (z - mu) / sigma^2 form pass it, "
+    "both survivors fail it by orders of magnitude). The present tests compare means within 4 standard "
+    "errors, and this estimator has infinite variance, so its standard error swallows the bias."
+)
+
+SURVIVORS: dict[tuple[str, str], Verdict] = {
+    # ---- a1_estimators: score function
+    ("a1_sf_answer", _RANDN.replace("eps = torch", "eps = -torch")): _NOISE_SIGN,
+    ("a1_sf_answer", _RANDN.replace(" device=mu.device,", "")): _NO_DEVICE,
+    ("a1_sf_answer", _RANDN.replace(", dtype=mu.dtype", "")): _NO_DTYPE,
+    ("a1_sf_answer", _RANDN.replace("shape[-1]", "shape[0]")): _SHAPE0,
+    ("a1_sf_answer", "sigma = -log_sigma.exp()"): Verdict(
+        True, "exactly the same estimates: z - mu = -sigma * eps, so weight * eps / (-sigma) is still "
+              "weight * (z - mu) / sigma^2, and eps^2 - 1 does not see the sign."),
+    ("a1_sf_answer", "weight = (f(z) - baseline)[:, None]  # [n, 1]: f is evaluated, not differentiated"): Verdict(
+        True, "the same values; the estimates merely keep an autograd graph when mu or log_sigma require "
+              "gradients (memory, not correctness)."),
+    ("a1_sf_answer", "return weight * eps / sigma, weight / (eps**2 - 1)  # (z - mu) / sigma^2 = eps / sigma"): Verdict(
+        False, "a wrong d/dlog sigma: weight / (eps^2 - 1) has no finite mean (a pole at |eps| = 1), so the "
+               "unbiasedness tests, whose tolerance is 4 sample standard errors, cannot see it.",
+        _SF_EXACT_TEST),
+    ("a1_sf_answer", "return weight * eps / sigma, weight * (eps**-2 - 1)  # (z - mu) / sigma^2 = eps / sigma"): Verdict(
+        False, "a wrong d/dlog sigma: E[eps^-2] is infinite, so the estimates are heavy-tailed and their "
+               "sample standard error hides the bias from the unbiasedness tests.",
+        _SF_EXACT_TEST),
+    # ---- a1_estimators: reparameterization
+    ("a1_rp_answer", _RANDN.replace("eps = torch", "eps = -torch")): _NOISE_SIGN,
+    ("a1_rp_answer", _RANDN.replace(" device=mu.device,", "")): _NO_DEVICE,
+    ("a1_rp_answer", _RANDN.replace(", dtype=mu.dtype", "")): _NO_DTYPE,
+    ("a1_rp_answer", _RANDN.replace("shape[-1]", "shape[0]")): _SHAPE0,
+    ("a1_rp_answer", "sigma = -log_sigma.detach().exp()"): Verdict(
+        True, "z = mu - sigma * eps is the same law (eps is symmetric), and grad_z * (-sigma) * eps is still "
+              "exactly dz/dlog_sigma times grad f for that z: a correct pathwise estimator."),
+    ("a1_rp_answer", "sigma = log_sigma.exp()"): Verdict(
+        True, "the same values; without detach the returned g_log_sigma carries a graph back to log_sigma "
+              "when it requires gradients (memory, not correctness; log_sigma is not modified)."),
+    ("a1_rp_answer", "z = (mu + sigma * eps).requires_grad_()  # [n, D], a fresh leaf per sample"): Verdict(
+        True, "the same values: autograd.grad(f(z).sum(), z) gives the gradient with respect to z whether z is "
+              "a leaf or, when mu requires gradients, a non-leaf that requires them."),
+    # ---- a1_estimators: variances, entropy, ELBO
+    ("a1_var_answer", "return (D + 2) * (D + 4), 4.0"): Verdict(
+        True, "an int instead of a float of the same value: the docstring asks for floats, but every use "
+              "(comparisons, the plot) treats both alike."),
+    ("a1_entropy_answer", "return log_sigma.sum(0) + 0.5 * log_sigma.shape[-1] * (1 + math.log(2 * math.pi))"): _SUM_1D,
+    ("a1_entropy_answer", "return log_sigma.sum() + 0.5 * log_sigma.shape[-1] * (1 + math.log(2 * math.pi))"): _SUM_1D,
+    ("a1_entropy_answer", "return log_sigma.sum(-1) + 0.5 * log_sigma.shape[0] * (1 + math.log(2 * math.pi))"): _SUM_1D,
+    ("a1_elbo_answer", _RANDN.replace("eps = torch", "eps = -torch")): _NOISE_SIGN,
+    ("a1_elbo_answer", _RANDN.replace(" device=mu.device,", "")): _NO_DEVICE,
+    ("a1_elbo_answer", _RANDN.replace(", dtype=mu.dtype", "")): _NO_DTYPE,
+    ("a1_elbo_answer", _RANDN.replace("shape[-1]", "shape[0]")): _SHAPE0,
+    ("a1_elbo_answer", "z = mu - log_sigma.exp() * eps  # [n, D], carries the gradient to mu and log_sigma"): Verdict(
+        True, "mu - sigma * eps has the same law as mu + sigma * eps (eps is symmetric), and the estimate and "
+              "both its gradients are those of the reparameterization with -eps: unbiased for the same ELBO."),
+    # ---- a2_vae
+    ("a2_reparam_answer", "eps = -torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)"): Verdict(
+        True, "eps and -eps have the same law; z = mu - sigma * eps is still a sample of N(mu, sigma^2) with "
+              "dz/dmu = 1 and dz/dlogvar = (z - mu) / 2, and the same seed gives the same sample."),
+    ("a2_reparam_answer", "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)"): _NO_DEVICE,
+    ("a2_reparam_answer", "eps = torch.randn(mu.shape, generator=generator, device=mu.device)"): _NO_DTYPE,
+    ("a2_reparam_answer", "return mu - (0.5 * logvar).exp() * eps"): Verdict(
+        True, "the same law (eps is symmetric) and the same derivatives in terms of z: dz/dmu = 1, dz/dlogvar = "
+              "(z - mu) / 2. A correct reparameterization."),
+    ("a2_kl_answer", "return 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(1)"): Verdict(
+        True, "mu and logvar are [B, D] by the docstring's contract, so dim 1 is the last dim."),
+    ("a2_logw_answer", "z = reparameterize(mu.expand(k, *mu.shape), logvar, generator)  # [k, B, D]"): Verdict(
+        True, "logvar [B, D] broadcasts against the expanded mu [k, B, D] inside reparameterize, and the noise "
+              "takes mu's shape: the same k independent samples as with both expanded."),
+    ("a2_logw_answer", "z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape))  # [k, B, D]"): Verdict(
+        False, "the samples come from the global random stream instead of the generator the docstring says to "
+               "pass: the weights are right in law, but a seeded call is not reproducible.",
+        "a test that two calls with generators of the same seed give the same log weights (as a1's hidden "
+        "tests do for the estimators); a visible one would tell students why."),
+    ("a2_isll_answer", "torch.logsumexp(log_weights(x, encoder, decoder, min(chunk, k - start)), dim=0)  # [B]"): Verdict(
+        False, "the chunks are drawn from the global random stream, not from the generator the docstring says to "
+               "pass on: the estimate is right in law but a seeded call is not reproducible.",
+        "a test that two calls with generators of the same seed give the same estimate (the chunk stand-ins "
+        "could also record the generator they receive)."),
+}
