@@ -230,3 +230,26 @@ def test_a_cell_that_never_ends_is_a_kill_by_the_timeout_and_its_kernel_is_ended
     assert outcome.killed and outcome.timeout.startswith("timeout in cell 0"), outcome
     assert outcome.seconds < 60
     assert not pid_alive(int(pid_file.read_text()))
+
+
+def test_a_test_cell_is_split_into_its_visible_lines_and_its_hidden_block():
+    source = ("# Visible test: a comment is no test\nchecks.check_close(a, b)\n\n"
+              "### BEGIN HIDDEN TESTS\nassert _tools_intact()\n### END HIDDEN TESTS\nprint('after')")
+    hidden, visible = mutate.split_hidden(source)
+    assert hidden == [4, 5, 6], "the hidden block (markers included) was not found where it is"
+    assert visible == [2, 7], "comments or blank lines were counted as visible test code, or code was missed"
+    assert mutate.split_hidden("# Hidden tests only\n### BEGIN HIDDEN TESTS\nassert x\n### END HIDDEN TESTS")[1] == []
+
+
+def test_an_error_is_placed_on_the_line_of_the_executed_cell_that_raised_it():
+    from tests.mutation import runner
+
+    # IPython's traceback (colours included): the executed cell's frame first, then a helper of another cell
+    frames = ["\x1b[31m---------\x1b[39m", "\x1b[31mAssertionError\x1b[39m   Traceback (most recent call last)",
+              "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[12]\x1b[39m\x1b[32m, line 5\x1b[39m\n  3 x = 1",
+              "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[3]\x1b[39m\x1b[32m, line 40\x1b[39m, in helper()"]
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="no", traceback=frames)]
+    assert runner.error_line(cell) == 5, "the line was not read from the executed cell's own (outermost) frame"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="warning")]
+    assert runner.error_line(cell) is None

@@ -57,6 +57,7 @@ from tests.mutation.verdicts import SURVIVORS, Verdict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / "build" / "mutation"
 HIDDEN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,21 +69,23 @@ class Layout:
     """Where things are in one assignment notebook."""
 
     nb: nbformat.NotebookNode
-    graded: dict[int, bool]  # code cell index -> visible (False: it holds hidden tests)
+    graded: dict[int, bool]  # code cell index -> it has visible test code (not only hidden tests and comments)
+    hidden_lines: dict[int, list[int]]  # graded cell index -> its lines (1-based) inside hidden-test blocks
     names: dict[int, str]  # cell index -> grade_id (or "cellN")
     code: list[int]  # code cells up to and including the last graded one
 
     @classmethod
     def of(cls, nb: nbformat.NotebookNode) -> Layout:
-        graded, names = {}, {}
+        graded, hidden_lines, names = {}, {}, {}
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader", {})
             names[index] = meta.get("grade_id", f"cell{index}")
             if cell.cell_type == "code" and meta.get("grade") and meta.get("points"):
-                graded[index] = HIDDEN not in cell.source
+                hidden, visible = split_hidden(cell.source)
+                graded[index], hidden_lines[index] = bool(visible), hidden
         last = max(graded)
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and i <= last]
-        return cls(nb, graded, names, code)
+        return cls(nb, graded, hidden_lines, names, code)
 
     def part_end(self, answer: int) -> int:
         """The last graded cell before the next solution cell after ``answer`` (its part's tests)."""
@@ -90,6 +93,25 @@ class Layout:
         stop = min(later_answers) if later_answers else len(self.nb.cells)
         tests = [i for i in self.graded if answer < i < stop]
         return max(tests) if tests else answer
+
+
+def split_hidden(source: str) -> tuple[list[int], list[int]]:
+    """(lines inside hidden-test blocks, markers included; visible lines of code) of a test cell, 1-based.
+
+    A test cell may hold a visible test and a hidden re-check after it (a1, a2): a failure is visible
+    when it is raised on a visible line, which is what a student running the released notebook sees."""
+    hidden, visible, inside = [], [], False
+    for number, line in enumerate(source.splitlines(), start=1):
+        text = line.strip()
+        if text == HIDDEN:
+            inside = True
+        if inside:
+            hidden.append(number)
+        elif text and not text.startswith("#"):
+            visible.append(number)
+        if text == HIDDEN_END:
+            inside = False
+    return hidden, visible
 
 
 def notebook_path(assignment: str) -> Path:
@@ -154,6 +176,7 @@ def run_notebook(nb: nbformat.NotebookNode, layout: Layout, cells: list[int], *,
         spec = {
             "notebook": str(notebook), "cwd": str(work), "cells": cells, "stop": stop,
             "graded": {str(i): v for i, v in layout.graded.items()},
+            "hidden_lines": {str(i): v for i, v in layout.hidden_lines.items()},
             "timeouts": {str(i): cell_timeout for i in cells},
             "pid_file": str(work / "kernel.pid"),
         }
@@ -193,7 +216,7 @@ def run_notebook(nb: nbformat.NotebookNode, layout: Layout, cells: list[int], *,
         outcome.cell_seconds[layout.names[index]] = entry["seconds"]
         if entry["lost"]:
             outcome.lost[layout.names[index]] = entry["reason"]
-            if layout.graded[index]:
+            if entry.get("visible", layout.graded[index]):
                 outcome.visible_lost.append(layout.names[index])
     stopped = result.get("stopped", "")
     if result.get("runner_error"):

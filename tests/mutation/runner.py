@@ -12,17 +12,21 @@ process-group id the worker writes to a file as soon as the kernel is up)::
 
     python -m tests.mutation.runner SPEC.json RESULT.json
 
-SPEC: {"notebook": path, "cwd": path, "cells": [indices to run, in order], "graded": {index: visible},
-"timeouts": {index: seconds}, "stop": "settled" | "all", "pid_file": path}.
-"settled" stops after the first visible graded cell that loses points (both verdicts, killed and
-killed by a visible test, are known by then); "all" runs every listed cell.
-RESULT: {"cells": {index: {"seconds", "lost", "reason"}}, "stopped": why or "", "seconds": total}.
+SPEC: {"notebook": path, "cwd": path, "cells": [indices to run, in order], "graded": {index: has visible
+test code}, "hidden_lines": {index: [1-based lines inside hidden-test blocks]}, "timeouts": {index: seconds},
+"stop": "settled" | "all", "pid_file": path}.
+"settled" stops after the first graded cell that loses points on a visible line (both verdicts, killed
+and killed by a visible test, are known by then); "all" runs every listed cell.
+RESULT: {"cells": {index: {"seconds", "lost", "reason", "visible"}}, "stopped": why or "", "seconds": total}.
+"visible": the cell lost its points on a visible line (an error raised there, or stderr or partial credit
+in a cell with visible test code), which a student sees before handing in.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +34,19 @@ from pathlib import Path
 import nbformat
 
 TIMEOUT_ENAME = "CellTimeoutError"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CELL_FRAME = re.compile(r"Cell In\[\d+\], line (\d+)")
+
+
+def error_line(cell) -> int | None:
+    """The line of the executed cell at which its error was raised (IPython's outermost frame), if any."""
+    for out in cell.outputs:
+        if out.output_type == "error":
+            for frame in out.get("traceback", []):
+                found = _CELL_FRAME.search(_ANSI.sub("", frame))
+                if found:
+                    return int(found.group(1))
+    return None
 
 
 def kernel_env() -> dict[str, str]:
@@ -76,6 +93,7 @@ def run(spec: dict) -> dict:
     ignore = IgnorePattern(config=cfg)
     nb = nbformat.read(spec["notebook"], as_version=4)
     graded = {int(k): v for k, v in spec["graded"].items()}
+    hidden_lines = {int(k): set(v) for k, v in spec.get("hidden_lines", {}).items()}
     timeouts = {int(k): v for k, v in spec["timeouts"].items()}
     client = execute_class(None)(config=cfg, shutdown_kernel="immediate")
     client.nb = nb
@@ -96,13 +114,16 @@ def run(spec: dict) -> dict:
                 timed_out = any(o.output_type == "error" and o.ename == TIMEOUT_ENAME for o in cell.outputs)
                 if index in graded:
                     entry["lost"], entry["reason"] = verdict(cell, ignore)
+                    line = error_line(cell)
+                    entry["visible"] = entry["lost"] and graded[index] and (
+                        line is None or line not in hidden_lines.get(index, set()))
                 result["cells"][str(index)] = entry
                 if timed_out:
                     # The autograder would interrupt and go on; a cell this slow is the mutant's doing, and
                     # what follows an interrupted cell is not worth the wait: the run ends here.
                     result["stopped"] = f"timeout in cell {index} after {client.timeout} s"
                     break
-                if spec["stop"] == "settled" and entry["lost"] and graded.get(index):
+                if spec["stop"] == "settled" and entry.get("visible"):
                     result["stopped"] = "settled"
                     break
     except CellTimeoutError:

@@ -35,6 +35,12 @@ _SHAPE0 = Verdict(True, "mu is [D] by the docstring's contract, so mu.shape[0] =
 _SUM_1D = Verdict(True, "log_sigma is [D] by the docstring's contract: summing over dim 0, -1 or all dims is the "
                         "same, and so is log_sigma.shape[0].")
 
+_QUADRATIC = Verdict(True, "the sign of z - mu (or of L^{-1}(z - mu)) cancels in the squared distance "
+                             "||L^{-1}(z - mu)||^2: the same log-density to the last bit.")
+_NO_DETACH_F = Verdict(True, "the same values; without detach the estimates keep an autograd graph through f when mu "
+                             "or log_sigma require gradients (memory, not correctness: nothing is differentiated).")
+_SQUARE_L = Verdict(True, "L is [D, D] by the docstring's contract (square), so every one of its dimensions is D.")
+
 _SF_EXACT_TEST = (
     "a visible test with an f that records the z it is given and returns ones (baseline 0): each row "
     "must then equal the score at its own z, g_mu = (z - mu) / sigma^2 and g_log_sigma = ((z - mu) / "
@@ -92,6 +98,35 @@ SURVIVORS: dict[tuple[str, str], Verdict] = {
     ("a1_elbo_answer", "z = mu - log_sigma.exp() * eps  # [n, D], carries the gradient to mu and log_sigma"): Verdict(
         True, "mu - sigma * eps has the same law as mu + sigma * eps (eps is symmetric), and the estimate and "
               "both its gradients are those of the reparameterization with -eps: unbiased for the same ELBO."),
+    # ---- a1_estimators (redesigned): full-covariance log-density, per-entry optimal baselines, full-covariance ELBO
+    ("a1_log_prob_answer", "diff = -(z - mu).unsqueeze(-1)  # [..., D, 1]: solve_triangular solves for one column per right-hand side"): _QUADRATIC,
+    ("a1_log_prob_answer", "white = -torch.linalg.solve_triangular(L, diff, upper=False).squeeze(-1)  # [..., D]: L^{-1} (z - mu)"): _QUADRATIC,
+    ("a1_sf_answer", "fz = f(mu + sigma * eps)[:, None]  # [n, 1]: f is evaluated, not differentiated"): _NO_DETACH_F,
+    ("a1_optimal_answer", _RANDN.replace("eps = torch", "eps = -torch")): _NOISE_SIGN,
+    ("a1_optimal_answer", _RANDN.replace(" device=mu.device,", "")): _NO_DEVICE,
+    ("a1_optimal_answer", _RANDN.replace(", dtype=mu.dtype", "")): _NO_DTYPE,
+    ("a1_optimal_answer", _RANDN.replace("shape[-1]", "shape[0]")): _SHAPE0,
+    ("a1_optimal_answer", "sigma = -log_sigma.exp()"): Verdict(
+        True, "the pilot samples mu - sigma * eps have the same law, and the squared scores (eps / sigma)^2 and "
+              "(eps^2 - 1)^2 do not see the sign: the same baselines."),
+    ("a1_optimal_answer", "fz = f(mu + sigma * eps)[:, None]  # [n, 1]"): _NO_DETACH_F,
+    ("a1_optimal_answer", "fz = f(mu - sigma * eps).detach()[:, None]  # [n, 1]"): Verdict(
+        True, "mu - sigma * eps is a sample of q as well (eps is symmetric), and the squared scores are even in "
+              "eps: the baselines keep their law, and a seeded call is still reproducible."),
+    ("a1_optimal_answer", "s2_mu, s2_log_sigma = (eps * sigma) ** 2, (eps**2 - 1) ** 2  # squared scores, [n, D] each"): Verdict(
+        True, "b_d = E[f s_d^2] / E[s_d^2] does not change when s_d is multiplied by a constant: (eps_d sigma_d)^2 "
+              "is (eps_d / sigma_d)^2 times sigma_d^4, which cancels between numerator and denominator, column by "
+              "column, exactly (up to rounding)."),
+    ("a1_optimal_answer", "return (fz * s2_mu).mean(0) / s2_mu.mean(0), (fz * s2_log_sigma).mean(0) / s2_log_sigma.mean()"): Verdict(
+        True, "E[(eps_d^2 - 1)^2] = 2 for every entry d, so the pooled mean over all entries estimates the same "
+              "constant denominator as the per-entry means (with less noise): a consistent estimator of the same "
+              "best baselines, within the tests' Monte Carlo tolerance on any input."),
+    ("a1_entropy_answer", "return L.diagonal().log().sum() + 0.5 * L.shape[0] * (1 + math.log(2 * math.pi))"): _SQUARE_L,
+    ("a1_entropy_answer", "return L.diagonal().log().sum() + 0.5 * L.shape[-2] * (1 + math.log(2 * math.pi))"): _SQUARE_L,
+    ("a1_entropy_answer", "return L.diagonal().log().sum() + 0.5 * L.shape[1] * (1 + math.log(2 * math.pi))"): _SQUARE_L,
+    ("a1_elbo_answer", "z = mu - eps @ L.T  # [n, D]: row s is mu + L eps_s, so the samples carry the gradient to mu and L"): Verdict(
+        True, "mu - L eps has the same law as mu + L eps (eps is symmetric), and the estimate and its gradients "
+              "are those of the reparameterization with -eps: unbiased for the same ELBO and its gradient."),
     # ---- a2_vae
     ("a2_reparam_answer", "eps = -torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)"): Verdict(
         True, "eps and -eps have the same law; z = mu - sigma * eps is still a sample of N(mu, sigma^2) with "
