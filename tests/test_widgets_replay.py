@@ -24,7 +24,7 @@ def test_moving_the_slider_shows_that_frame_and_its_label(colour):
     replay = TrainingReplay(_frames(colour=colour), labels=["s0", "s1", "s2", "s3"])
     replay.slider.value = 1
     assert np.allclose(replay.last_image, _frames(colour=colour)[1]) and replay.caption == "s1"
-    assert replay.image.value.startswith(b"\x89PNG"), "the image widget should hold a PNG"
+    assert bytes(replay.image.value).startswith(b"\x89PNG"), "the image widget should hold a PNG"
     assert np.allclose(replay.show(2), _frames(colour=colour)[2])
 
 
