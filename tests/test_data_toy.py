@@ -10,9 +10,10 @@ import torch
 from utils import data
 from utils.data import toy
 
-EXACT_WITH_GRID = ("ring8", "checkerboard", "banana", "bimodal")  # funnel's neck is too thin for a grid
+EXACT_WITH_GRID = ("ring8", "grid25", "checkerboard", "banana", "bimodal")  # funnel's neck is too thin for a grid
 GRID_BOXES = {  # wide enough to hold all but a negligible part of the mass
     "ring8": (-4.0, 4.0, -4.0, 4.0),
+    "grid25": (-5.0, 5.0, -5.0, 5.0),
     "checkerboard": (-5.0, 5.0, -5.0, 5.0),
     "banana": (-9.0, 9.0, -5.0, 40.0),
     "bimodal": (-6.0, 6.0, -4.0, 4.0),
@@ -116,6 +117,15 @@ def test_ring8_modes_are_equally_likely():
     share = nearest.bincount(minlength=8).float() / len(x)
     assert (share - 1 / 8).abs().max() < 0.015, f"mode shares {share.tolist()} should all be 1/8"
     assert torch.allclose(data.ring8_centers().norm(dim=1), torch.full((8,), toy.RING8_RADIUS))
+
+
+def test_grid25_modes_are_equally_likely_and_on_the_grid():
+    x = data.toy_sample("grid25", 25_000, generator=torch.Generator().manual_seed(0))
+    nearest = torch.cdist(x, data.grid25_centers()).argmin(dim=1)
+    share = nearest.bincount(minlength=25).float() / len(x)
+    assert (share - 1 / 25).abs().max() < 0.008, f"mode shares {share.tolist()} should all be 1/25"
+    ticks = {-4.0, -2.0, 0.0, 2.0, 4.0}
+    assert set(data.grid25_centers().flatten().tolist()) == ticks, "centres should lie on {-4, -2, 0, 2, 4}^2"
 
 
 @pytest.mark.parametrize("name", ("two_moons", "spirals"))

@@ -1,10 +1,13 @@
-"""Evaluation measures: importance-sampled log-likelihood, bits/dim, active units, mode coverage.
+"""Evaluation measures: importance-sampled log-likelihood, bits/dim, active units, mode coverage, and
+sample-quality measures for models without a likelihood (GANs).
 
 * ``importance_sampled_log_likelihood(log_weights_fn, x, k)``  log (1/k) sum_i w_i, in chunks [B]
 * ``evaluate_nll(model, x, k)``                                 mean -log p(x) over a data set (float)
 * ``latent_variances`` / ``active_units``                      Var_x(E_q[z|x]) per dim, and how many > 0.01
 * ``bits_per_dim(nll_nats, dims)``                              nats per example -> bits per dimension
 * ``mode_coverage(samples, centers, radius)``                   modes hit and share of good samples (GANs)
+* ``frechet_distance(features_a, features_b)``                  Fréchet distance of Gaussians fitted to features
+* ``confident_share(probs, threshold)`` / ``class_histogram(probs)``  a classifier's view of samples
 
 The log-likelihood follows Burda, Grosse & Salakhutdinov (2016): log p(x) is estimated by the
 k-sample importance-weighted bound with a large k (5000), whose gap to log p(x) shrinks as k grows.
@@ -26,6 +29,11 @@ __all__ = [
     "active_units",
     "bits_per_dim",
     "mode_coverage",
+    "gaussian_statistics",
+    "frechet_distance_from_statistics",
+    "frechet_distance",
+    "confident_share",
+    "class_histogram",
 ]
 
 LogWeightsFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -203,3 +211,89 @@ def mode_coverage(
         "high_quality": float(good.float().mean().item()) if samples.shape[0] else 0.0,
         "counts": counts,
     }
+
+
+def _check_features(features: torch.Tensor, name: str) -> None:
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] < 2:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"{name} must be a tensor [n, d] of features with n >= 2 rows, got {shape}.")
+    if not torch.isfinite(features).all():
+        raise ValueError(f"{name} holds NaN or infinite values; check the network that produced them.")
+
+
+@torch.no_grad()
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``[d]`` and covariance ``[d, d]`` (divided by n - 1) of features ``[n, d]``, float64 on the CPU."""
+    _check_features(features, "features")
+    f = features.detach().to("cpu", torch.float64)
+    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+
+
+def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh((m + m.T) / 2)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance_from_statistics(
+    mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor
+) -> float:
+    """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2): the squared 2-Wasserstein
+    distance between N(mu_a, C_a) and N(mu_b, C_b) (Dowson & Landau 1982). Computed in float64."""
+    mu_a, mu_b, cov_a, cov_b = (
+        torch.as_tensor(t).to("cpu", torch.float64) for t in (mu_a, mu_b, cov_a, cov_b)
+    )
+    d = mu_a.shape[0]
+    if mu_a.shape != (d,) or mu_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
+        raise ValueError(
+            f"means must be [d] and covariances [d, d] with one d; got {list(mu_a.shape)}, "
+            f"{list(cov_a.shape)}, {list(mu_b.shape)}, {list(cov_b.shape)}."
+        )
+    root_a = _sqrt_psd(cov_a)
+    # Tr (C_a C_b)^1/2 = sum of square roots of the eigenvalues of the symmetric C_a^1/2 C_b C_a^1/2.
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    value = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * middle
+    return max(float(value), 0.0)
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to two feature sets ``[n_a, d]`` and ``[n_b, d]``.
+
+    With Inception features this is the FID of Heusel et al. (2017); the course uses the penultimate
+    layer of its own MNIST classifier. The value is biased upwards for small n, so compare numbers
+    computed with the same n (e.g. against two halves of the real test set).
+    """
+    _check_features(features_a, "features_a")
+    _check_features(features_b, "features_b")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(
+            f"features_a has {features_a.shape[1]} features per row but features_b has "
+            f"{features_b.shape[1]}; use the same feature extractor for both."
+        )
+    return frechet_distance_from_statistics(
+        *gaussian_statistics(features_a), *gaussian_statistics(features_b)
+    )
+
+
+def _check_probs(probs: torch.Tensor) -> torch.Tensor:
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] == 0:
+        shape = tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__
+        raise ValueError(f"probs must be class probabilities [n, classes] with n >= 1, got {shape}.")
+    p = probs.detach().to("cpu", torch.float64)
+    if (p < 0).any() or ((p.sum(1) - 1).abs() > 1e-3).any():
+        raise ValueError("probs rows must be probabilities summing to 1; apply softmax to logits first.")
+    return p
+
+
+@torch.no_grad()
+def confident_share(probs: torch.Tensor, threshold: float = 0.9) -> float:
+    """The share of samples whose most likely class has probability >= ``threshold``: probs [n, C] -> float."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold={threshold} must lie in (0, 1].")
+    return float((_check_probs(probs).amax(1) >= threshold).double().mean())
+
+
+@torch.no_grad()
+def class_histogram(probs: torch.Tensor) -> torch.Tensor:
+    """The share of samples assigned (argmax) to each class: probs [n, C] -> float64 [C], summing to 1."""
+    p = _check_probs(probs)
+    return torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / p.shape[0]

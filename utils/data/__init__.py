@@ -34,7 +34,15 @@ from utils.data.images import (
 )
 from utils.data.sources import Resource, cache_dir, clear_memory_cache, data_dir, locate
 from utils.data.text import CharVocab, load_text
-from utils.data.toy import TOY_EXACT, TOY_NAMES, ring8_centers, toy_bounds, toy_log_prob, toy_sample
+from utils.data.toy import (
+    TOY_EXACT,
+    TOY_NAMES,
+    grid25_centers,
+    ring8_centers,
+    toy_bounds,
+    toy_log_prob,
+    toy_sample,
+)
 
 __all__ = [
     "BINARIZED_SPLITS",
@@ -58,6 +66,7 @@ __all__ = [
     "clear_memory_cache",
     "data_dir",
     "default_limit",
+    "grid25_centers",
     "dynamic_binarize",
     "load_binarized_mnist",
     "load_mnist",

@@ -6,6 +6,8 @@ name               distribution                                                e
 ``two_moons``      two interleaved half circles (radius 2) plus N(0, 0.2^2)    no
 ``ring8``          mixture of 8 equal Gaussians, means on a circle of          yes
                    radius 2, std 0.2
+``grid25``         mixture of 25 equal Gaussians, means on the grid            yes
+                   {-4, -2, 0, 2, 4}^2, std 0.05
 ``spirals``        two interleaved spiral arms (1.5 turns, radius up to 3.5)   no
                    plus N(0, 0.1^2)
 ``checkerboard``   uniform on the 8 "black" 2x2 squares of a 4x4 board         yes (piecewise
@@ -29,11 +31,13 @@ from collections.abc import Callable
 
 import torch
 
-TOY_NAMES = ("two_moons", "ring8", "spirals", "checkerboard", "funnel", "banana", "bimodal")
-TOY_EXACT = ("ring8", "checkerboard", "funnel", "banana", "bimodal")
+TOY_NAMES = ("two_moons", "ring8", "spirals", "checkerboard", "funnel", "banana", "bimodal", "grid25")
+TOY_EXACT = ("ring8", "checkerboard", "funnel", "banana", "bimodal", "grid25")
 
 RING8_RADIUS = 2.0
 RING8_STD = 0.2
+GRID25_SPACING = 2.0
+GRID25_STD = 0.05
 BIMODAL_MEANS = ((-2.0, 0.0), (2.0, 0.0))
 BIMODAL_STD = 0.6
 FUNNEL_V_STD = 3.0
@@ -47,6 +51,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _BOUNDS = {
     "two_moons": (-4.0, 4.0, -3.0, 3.0),
     "ring8": (-3.5, 3.5, -3.5, 3.5),
+    "grid25": (-5.0, 5.0, -5.0, 5.0),
     "spirals": (-4.5, 4.5, -4.5, 4.5),
     "checkerboard": (-4.5, 4.5, -4.5, 4.5),
     "funnel": (-9.0, 9.0, -10.0, 10.0),
@@ -73,6 +78,13 @@ def ring8_centers(device: torch.device | str | None = None) -> torch.Tensor:
     """The 8 mixture means of ``ring8``, ``float32 [8, 2]`` (useful for mode-coverage measures)."""
     angles = torch.arange(8, dtype=torch.float32, device=device) * (2.0 * math.pi / 8.0)
     return RING8_RADIUS * torch.stack([angles.cos(), angles.sin()], dim=1)
+
+
+def grid25_centers(device: torch.device | str | None = None) -> torch.Tensor:
+    """The 25 mixture means of ``grid25``, ``float32 [25, 2]``, on the grid {-4, -2, 0, 2, 4}^2."""
+    ticks = GRID25_SPACING * (torch.arange(5, dtype=torch.float32, device=device) - 2.0)
+    gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
 
 
 # ------------------------------------------------------------------------------------------ samplers
@@ -103,6 +115,11 @@ def _sample_two_moons(n: int, g: torch.Generator | None, dev: torch.device) -> t
 def _sample_ring8(n: int, g: torch.Generator | None, dev: torch.device) -> torch.Tensor:
     k = torch.randint(0, 8, (n,), generator=g, device=dev)
     return ring8_centers(dev)[k] + RING8_STD * _normal((n, 2), g, dev)
+
+
+def _sample_grid25(n: int, g: torch.Generator | None, dev: torch.device) -> torch.Tensor:
+    k = torch.randint(0, 25, (n,), generator=g, device=dev)
+    return grid25_centers(dev)[k] + GRID25_STD * _normal((n, 2), g, dev)
 
 
 def _sample_spirals(n: int, g: torch.Generator | None, dev: torch.device) -> torch.Tensor:
@@ -142,6 +159,7 @@ def _sample_bimodal(n: int, g: torch.Generator | None, dev: torch.device) -> tor
 _SAMPLERS: dict[str, Callable[[int, torch.Generator | None, torch.device], torch.Tensor]] = {
     "two_moons": _sample_two_moons,
     "ring8": _sample_ring8,
+    "grid25": _sample_grid25,
     "spirals": _sample_spirals,
     "checkerboard": _sample_checkerboard,
     "funnel": _sample_funnel,
@@ -191,6 +209,12 @@ def _log_prob_ring8(x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(per_component, dim=1) - math.log(8.0)
 
 
+def _log_prob_grid25(x: torch.Tensor) -> torch.Tensor:
+    centers = grid25_centers(x.device).to(x.dtype)  # [25, 2]
+    per_component = _log_normal(x[:, None, :], centers, GRID25_STD).sum(-1)  # [n, 25]
+    return torch.logsumexp(per_component, dim=1) - math.log(25.0)
+
+
 def _log_prob_checkerboard(x: torch.Tensor) -> torch.Tensor:
     w = CHECKERBOARD_HALF_WIDTH
     cells = torch.floor((x + w) / 2.0)  # [n, 2] square indices 0..3 inside the board
@@ -221,6 +245,7 @@ def _log_prob_bimodal(x: torch.Tensor) -> torch.Tensor:
 
 _LOG_PROBS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "ring8": _log_prob_ring8,
+    "grid25": _log_prob_grid25,
     "checkerboard": _log_prob_checkerboard,
     "funnel": _log_prob_funnel,
     "banana": _log_prob_banana,

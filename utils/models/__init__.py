@@ -6,6 +6,9 @@
   ``BernoulliDecoder`` / ``ConvDecoder`` (z -> logits).
 * ``vae``: ``VAE``, the k-sample ELBO or IWAE model of Burda et al. (2016); by default their
   one-stochastic-layer MNIST model (784-200-200-50 tanh networks).
+* ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
+  ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
+  ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -22,6 +25,19 @@ from utils.models.densities import (
     log_normal,
     log_standard_normal,
     reparameterize,
+)
+from utils.models.gan import (
+    GAN,
+    GENERATOR_LOSSES,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    dcgan_init,
+    discriminator_loss,
+    gan_optimizers,
+    minimax_generator_loss,
+    mlp_discriminator,
+    mlp_generator,
+    nonsaturating_generator_loss,
 )
 from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
 from utils.models.vae import VAE
@@ -41,4 +57,16 @@ __all__ = [
     "ConvEncoder",
     "ConvDecoder",
     "VAE",
+    # gan (lecture 08)
+    "GAN",
+    "GENERATOR_LOSSES",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "dcgan_init",
+    "discriminator_loss",
+    "gan_optimizers",
+    "minimax_generator_loss",
+    "mlp_discriminator",
+    "mlp_generator",
+    "nonsaturating_generator_loss",
 ]

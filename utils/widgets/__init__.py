@@ -16,7 +16,8 @@ Callbacks never print, never move a model and never warn: the latent is moved to
 device (found from its parameters) on each decode.
 
 Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
-(``InterpolationExplorer``, ``interpolation_widget``), ``images`` (decoding latents safely,
+(``InterpolationExplorer``, ``interpolation_widget``), ``replay`` (``TrainingReplay``, a slider over
+snapshots saved during training), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
@@ -24,12 +25,14 @@ that two lectures use gets a module of its own here; a one-off widget stays in i
 from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
 from utils.widgets.latent import LatentExplorer, latent_map
+from utils.widgets.replay import TrainingReplay
 
 __all__ = [
     "LatentExplorer",
     "InterpolationExplorer",
     "interpolation_widget",
     "latent_map",
+    "TrainingReplay",
     "decode_images",
     "png_bytes",
 ]
