@@ -151,4 +151,18 @@ SURVIVORS: dict[tuple[str, str], Verdict] = {
                "pass on: the estimate is right in law but a seeded call is not reproducible.",
         "a test that two calls with generators of the same seed give the same estimate (the chunk stand-ins "
         "could also record the generator they receive)."),
+    # ---- a3_flows_ar
+    ("a3_coupling_forward_answer", "log_det = ((1 - mask) * log_s).sum(1)  # the Jacobian is triangular up to a permutation"): Verdict(
+        True, "x is [B, D] by the docstring's contract (and net returns [B, D]), so dim 1 is the last dim."),
+    ("a3_coupling_inverse_answer", "return x, -((1 - mask) * log_s).sum(1)"): Verdict(
+        True, "y is [B, D] by the docstring's contract, so dim 1 is the last dim."),
+    ("a3_sample_answer", "h = -torch.randn(n, dim, generator=generator, device=device)"): Verdict(
+        True, "z and -z have the same law N(0, I), and log N(z) and every layer's forward are evaluated at the z "
+              "actually used: the samples keep their law, each log_p is still the exact log-density of its x, and "
+              "the same seed still gives the same samples."),
+    ("a3_sample_answer", "h = torch.randn(n, dim, generator=generator)"): _NO_DEVICE,
+    ("a3_maf_forward_answer", "x = -torch.zeros_like(u)"): Verdict(
+        True, "-0.0 == 0.0: the starting point is the same zeros (the fixed-point passes overwrite it anyway)."),
+    ("a3_ancestral_answer", "log_p = -torch.zeros(n, device=ordering.device)"): Verdict(
+        True, "-0.0 == 0.0: the running sum starts at the same zero."),
 }
