@@ -304,18 +304,22 @@ class PixelCNN(nn.Module):
 class CharRNN(nn.Module):
     """p(c_t | c_<t) for characters: embedding -> LSTM -> linear (logits over V characters).
 
+    ``dropout`` acts between LSTM layers while training (none in eval mode, where ``nll`` is used).
+
     ``loss(batch)``: batch [B, T+1] of ids; predicts ids 1..T from 0..T-1 (teacher forcing), mean
     nats per character. ``nll(ids)``: the exact -log p of a long text given its first character,
     carrying the LSTM state across chunks.
     """
 
-    def __init__(self, vocab_size: int, embed: int = 64, hidden: int = 512, layers: int = 2) -> None:
+    def __init__(
+        self, vocab_size: int, embed: int = 64, hidden: int = 512, layers: int = 2, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if vocab_size < 2:
             raise ValueError(f"vocab_size={vocab_size}: a text model needs at least 2 characters.")
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = nn.LSTM(embed, hidden, layers, batch_first=True)
+        self.rnn = nn.LSTM(embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
