@@ -5,7 +5,7 @@ Run by hand (not collected by pytest), with the offline copies:
     DIGM_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_made.py \
         [--masks 1] [--epochs 40] [--every 5] [--device cpu]
 
-Trains ``utils.models.MADE`` (784-500-784, ReLU) with ``utils.train.fit`` on the 50,000 statically
+Trains ``utils.models.MADE`` (784-500-784, ReLU, with direct input-to-output connections) with ``utils.train.fit`` on the 50,000 statically
 binarized training digits, batch 100, Adam at the rates of ``SCHEDULE``, with the output biases
 started at the logit of each pixel's mean, exactly as lecture 05 does in full mode, and
 prints the exact NLL (nats) on the 10,000 valid and 10,000 test digits every ``--every`` epochs,
@@ -56,7 +56,9 @@ def main() -> None:
     x_train = load_binarized_mnist("train", device=device).float()
     x_valid = load_binarized_mnist("valid", device=device).float()
     x_test = load_binarized_mnist("test", device=device).float()
-    model = MADE(784, (500,), num_masks=args.masks, order_agnostic=args.order_agnostic).to(device)
+    model = MADE(784, (500,), num_masks=args.masks, order_agnostic=args.order_agnostic, direct=True).to(
+        device
+    )
     with torch.no_grad():
         model.layers[-1].bias.copy_(torch.logit(x_train.mean(0).clamp(1e-3, 1 - 1e-3)))
     print(runtime.describe(device), f"| masks {args.masks}, order-agnostic {args.order_agnostic}", flush=True)

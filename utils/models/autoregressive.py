@@ -114,7 +114,8 @@ class MADE(nn.Module):
     ``hidden``: sizes of the ReLU layers. ``num_masks`` masks are drawn once from ``seed``, each with
     fresh hidden degrees, and with a random ordering when ``order_agnostic`` (else all use the natural
     order 0..D-1). Training (``loss``) uses one mask per batch, drawn on the device; ``log_prob(x)``
-    averages the probabilities of all masks (the ensemble, itself a normalised mixture).
+    averages the probabilities of all masks (the ensemble, itself a normalised mixture). ``direct``
+    adds a masked linear map from the inputs to the logits (strictly earlier inputs only, started at 0).
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class MADE(nn.Module):
         order_agnostic: bool = False,
         connectivity: str = "random",
         seed: int = 0,
+        direct: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_masks, bool) or int(num_masks) != num_masks or num_masks < 1:
@@ -133,17 +135,27 @@ class MADE(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         sizes = [dim, *[int(h) for h in hidden], dim]
         self.layers = nn.ModuleList(MaskedLinear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
-        orders, banks = [], [[] for _ in self.layers]
+        orders, banks, direct_masks = [], [[] for _ in self.layers], []
         for _ in range(self.num_masks):
             order = torch.randperm(dim, generator=gen) if order_agnostic else torch.arange(dim)
-            for bank, mask in zip(banks, made_masks(made_degrees(dim, hidden, order, connectivity, gen))):
+            degrees = made_degrees(dim, hidden, order, connectivity, gen)
+            for bank, mask in zip(banks, made_masks(degrees)):
                 bank.append(mask)
             orders.append(order)
+            direct_masks.append(
+                (degrees[0][:, None] > degrees[0][None, :]).float()
+            )  # the strict rule, x to logits
         self.register_buffer("orders", torch.stack(orders))  # [K, D]: generation order of each mask
         for i, bank in enumerate(banks):
             self.register_buffer(f"masks_{i}", torch.stack(bank))  # [K, out, in]
         for layer, bank in zip(self.layers, banks):
             layer.set_mask(bank[0])
+        self.direct = None
+        if direct:  # a logistic regression on the earlier inputs added to the logits (Germain et al.'s code offers it)
+            self.direct = MaskedLinear(dim, dim, direct_masks[0])
+            nn.init.zeros_(self.direct.weight)
+            nn.init.zeros_(self.direct.bias)
+            self.register_buffer("masks_direct", torch.stack(direct_masks))  # [K, D, D]
 
     def _masks(self, index: torch.Tensor | int) -> list[torch.Tensor]:
         return [getattr(self, f"masks_{i}")[index] for i in range(len(self.layers))]
@@ -158,6 +170,8 @@ class MADE(nn.Module):
             h = layer(h, mask)
             if i < len(self.layers) - 1:
                 h = torch.relu(h)
+        if self.direct is not None:
+            h = h + self.direct(x.to(h.dtype), self.masks_direct[mask_index])
         return h
 
     def log_prob(self, x: torch.Tensor, mask_index: int | None = None) -> torch.Tensor:
