@@ -117,6 +117,13 @@ def test_made_samples_have_the_frequencies_of_its_probabilities():
     )
 
 
+def test_made_mask_index_as_a_tensor_picks_the_same_mask_as_an_int():
+    made = _randomise(MADE(dim=6, hidden=(12,), num_masks=3, order_agnostic=True, direct=True))
+    x = torch.bernoulli(torch.full((5, 6), 0.5), generator=_gen(14))
+    for k in range(3):  # the training step draws k on the device; it must select the same mask set
+        assert torch.equal(made(x, k), made(x, torch.tensor(k))), f"mask {k}: tensor and int index disagree"
+
+
 def test_made_refuses_bad_input():
     made = MADE(dim=4, hidden=(8,))
     with pytest.raises(ValueError, match="binary"):

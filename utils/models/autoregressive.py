@@ -157,8 +157,14 @@ class MADE(nn.Module):
             nn.init.zeros_(self.direct.bias)
             self.register_buffer("masks_direct", torch.stack(direct_masks))  # [K, D, D]
 
+    @staticmethod
+    def _pick(bank: torch.Tensor, index: torch.Tensor | int) -> torch.Tensor:
+        """bank[index] for an int, or for a device tensor without reading it back (no host sync, so a
+        training step that draws the mask on the GPU can still be recorded as a CUDA graph)."""
+        return bank[index] if isinstance(index, int) else bank.index_select(0, index.reshape(1))[0]
+
     def _masks(self, index: torch.Tensor | int) -> list[torch.Tensor]:
-        return [getattr(self, f"masks_{i}")[index] for i in range(len(self.layers))]
+        return [self._pick(getattr(self, f"masks_{i}"), index) for i in range(len(self.layers))]
 
     def forward(self, x: torch.Tensor, mask_index: torch.Tensor | int = 0) -> torch.Tensor:
         """Bernoulli logits of p(x_d | x_<d) for every d at once: x [B, D] -> [B, D]."""
@@ -171,7 +177,7 @@ class MADE(nn.Module):
             if i < len(self.layers) - 1:
                 h = torch.relu(h)
         if self.direct is not None:
-            h = h + self.direct(x.to(h.dtype), self.masks_direct[mask_index])
+            h = h + self.direct(x.to(h.dtype), self._pick(self.masks_direct, mask_index))
         return h
 
     def log_prob(self, x: torch.Tensor, mask_index: int | None = None) -> torch.Tensor:
