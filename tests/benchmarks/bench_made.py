@@ -30,7 +30,7 @@ from utils.data import load_binarized_mnist  # noqa: E402
 from utils.models import MADE  # noqa: E402
 from utils.train import fit  # noqa: E402
 
-SCHEDULE = [(30, 5e-3), (45, 1e-3), (60, 2e-4)]  # lecture 05's MADE_SCHEDULE in full mode
+SCHEDULE = [(4, 5e-3), (8, 1e-3), (12, 2e-4)]  # lecture 05's MADE_SCHEDULE in full mode
 
 
 @torch.no_grad()
