@@ -208,3 +208,20 @@ def test_mode_coverage_counts_modes_hit_and_good_samples():
     )
     assert out["counts"].tolist() == [2, 1, 3, 0, 0, 1, 0, 0], f"per-mode counts wrong: {out['counts']}"
     assert metrics.mode_coverage(torch.cat([near, far]), centers, 0.2, min_count=2)["modes"] == 2
+
+
+def test_nats_to_bits_divides_by_ln_2():
+    assert abs(metrics.nats_to_bits(math.log(2)) - 1.0) < 1e-12, "ln 2 nats must be exactly 1 bit"
+    torch.testing.assert_close(
+        metrics.nats_to_bits(torch.tensor([0.0, 3 * math.log(2)])), torch.tensor([0.0, 3.0])
+    )
+
+
+def test_bits_per_char_of_a_uniform_model_is_log2_of_the_alphabet():
+    n_chars, alphabet = 1000, 64
+    total = n_chars * math.log(alphabet)  # -log p of 1000 characters, each with probability 1/64
+    assert abs(metrics.bits_per_char(total, n_chars) - 6.0) < 1e-12, (
+        "uniform over 64 characters is 6 bits/char"
+    )
+    with pytest.raises(ValueError, match="dims=0"):
+        metrics.bits_per_char(1.0, 0)

@@ -5,6 +5,7 @@ sample-quality measures for models without a likelihood (GANs).
 * ``evaluate_nll(model, x, k)``                                 mean -log p(x) over a data set (float)
 * ``latent_variances`` / ``active_units``                      Var_x(E_q[z|x]) per dim, and how many > 0.01
 * ``bits_per_dim(nll_nats, dims)``                              nats per example -> bits per dimension
+* ``nats_to_bits(nats)`` / ``bits_per_char(nll_nats, n_chars)``   nats -> bits; a text's total NLL -> bits/char
 * ``mode_coverage(samples, centers, radius)``                   modes hit and share of good samples (GANs)
 * ``frechet_distance(features_a, features_b)``                  Fréchet distance of Gaussians fitted to features
 * ``confident_share(probs, threshold)`` / ``class_histogram(probs)``  a classifier's view of samples
@@ -28,6 +29,8 @@ __all__ = [
     "latent_variances",
     "active_units",
     "bits_per_dim",
+    "nats_to_bits",
+    "bits_per_char",
     "mode_coverage",
     "gaussian_statistics",
     "frechet_distance_from_statistics",
@@ -181,6 +184,20 @@ def bits_per_dim(nll_nats: float | torch.Tensor, dims: int) -> float | torch.Ten
     if dims < 1:
         raise ValueError(f"dims={dims}: the number of dimensions per example must be positive.")
     return nll_nats / (dims * math.log(2.0))
+
+
+def nats_to_bits(nats: float | torch.Tensor) -> float | torch.Tensor:
+    """A log-likelihood (or its negative) in nats expressed in bits: nats / ln 2."""
+    return nats / math.log(2.0)
+
+
+def bits_per_char(nll_nats: float | torch.Tensor, n_chars: int) -> float | torch.Tensor:
+    """The total negative log-likelihood of a text, in nats, as bits per character it scored.
+
+    bits_per_dim with one dimension per character: nll / (n_chars * ln 2). A model that spreads its
+    probability evenly over an alphabet of 64 characters scores 6 bits/char.
+    """
+    return bits_per_dim(nll_nats, n_chars)
 
 
 @torch.no_grad()

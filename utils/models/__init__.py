@@ -12,10 +12,25 @@
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
-Flows, autoregressive models, GANs, ... get a module of their own as their lectures land. Everything
+* ``autoregressive``: ``made_degrees``, ``made_masks``, ``MaskedLinear``, ``MADE``, ``raster_mask``,
+  ``MaskedConv2d``, ``PixelCNN``, ``CharRNN``, ``ancestral_sample``, ``bernoulli_log_prob`` (lecture 05).
+
+Flows, GANs, ... get a module of their own as their lectures land. Everything
 is importable from here: ``from utils.models import VAE, iwae_bound``.
 """
 
+from utils.models.autoregressive import (
+    MADE,
+    CharRNN,
+    MaskedConv2d,
+    MaskedLinear,
+    PixelCNN,
+    ancestral_sample,
+    bernoulli_log_prob,
+    made_degrees,
+    made_masks,
+    raster_mask,
+)
 from utils.models.base import GenerativeModel
 from utils.models.densities import (
     LOG_2PI,
@@ -69,4 +84,15 @@ __all__ = [
     "mlp_discriminator",
     "mlp_generator",
     "nonsaturating_generator_loss",
+    # autoregressive (lecture 05)
+    "made_degrees",
+    "made_masks",
+    "MaskedLinear",
+    "MADE",
+    "raster_mask",
+    "MaskedConv2d",
+    "PixelCNN",
+    "CharRNN",
+    "ancestral_sample",
+    "bernoulli_log_prob",
 ]
