@@ -6,10 +6,14 @@
   ``BernoulliDecoder`` / ``ConvDecoder`` (z -> logits).
 * ``vae``: ``VAE``, the k-sample ELBO or IWAE model of Burda et al. (2016); by default their
   one-stochastic-layer MNIST model (784-200-200-50 tanh networks).
+* ``flows``: ``Flow`` (forward(x) -> (z, logdet), inverse(z)), ``PlanarFlow``, ``RadialFlow``,
+  ``AdditiveCoupling``, ``Scaling``, ``AffineCoupling``, ``ActNorm``, ``Squeeze``, masks, coupling
+  networks, ``FlowModel``; for images ``dequantize``, ``logit_transform``, ``dequantized_bits_per_dim``
+  and ``DequantizedFlow``.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
-Flows, autoregressive models, GANs, ... get a module of their own as their lectures land. Everything
+Autoregressive models, GANs, ... get a module of their own as their lectures land. Everything
 is importable from here: ``from utils.models import VAE, iwae_bound``.
 """
 
@@ -22,6 +26,27 @@ from utils.models.densities import (
     log_normal,
     log_standard_normal,
     reparameterize,
+)
+from utils.models.flows import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    ConvCouplingNet,
+    DequantizedFlow,
+    Flow,
+    FlowModel,
+    PlanarFlow,
+    RadialFlow,
+    Scaling,
+    Squeeze,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    coupling_mlp,
+    dequantize,
+    dequantized_bits_per_dim,
+    logit_inverse,
+    logit_transform,
 )
 from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
 from utils.models.vae import VAE
@@ -41,4 +66,23 @@ __all__ = [
     "ConvEncoder",
     "ConvDecoder",
     "VAE",
+    "Flow",
+    "PlanarFlow",
+    "RadialFlow",
+    "AdditiveCoupling",
+    "Scaling",
+    "AffineCoupling",
+    "ActNorm",
+    "Squeeze",
+    "alternating_mask",
+    "checkerboard_mask",
+    "channel_mask",
+    "coupling_mlp",
+    "ConvCouplingNet",
+    "FlowModel",
+    "dequantize",
+    "logit_transform",
+    "logit_inverse",
+    "dequantized_bits_per_dim",
+    "DequantizedFlow",
 ]
