@@ -42,6 +42,8 @@ def _layers() -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
         ),
         "affine_channel": (F.AffineCoupling(F.channel_mask(*img), F.ConvCouplingNet(2, 4, 8, 1)), img),
         "squeeze": (F.Squeeze(), img),
+        "invertible_linear": (F.InvertibleLinear(3, generator=g), (3,)),
+        "invertible_1x1_conv": (F.InvertibleLinear(2, generator=g), img),
     }
     return {k: (_perturb(m).double(), s) for k, (m, s) in cases.items()}
 

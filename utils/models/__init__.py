@@ -7,7 +7,7 @@
 * ``vae``: ``VAE``, the k-sample ELBO or IWAE model of Burda et al. (2016); by default their
   one-stochastic-layer MNIST model (784-200-200-50 tanh networks).
 * ``flows``: ``Flow`` (forward(x) -> (z, logdet), inverse(z)), ``PlanarFlow``, ``RadialFlow``,
-  ``AdditiveCoupling``, ``Scaling``, ``AffineCoupling``, ``ActNorm``, ``Squeeze``, masks, coupling
+  ``AdditiveCoupling``, ``Scaling``, ``AffineCoupling``, ``ActNorm``, ``InvertibleLinear``, ``Squeeze``, masks, coupling
   networks, ``FlowModel``; for images ``dequantize``, ``logit_transform``, ``dequantized_bits_per_dim``
   and ``DequantizedFlow``.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
@@ -35,6 +35,7 @@ from utils.models.flows import (
     DequantizedFlow,
     Flow,
     FlowModel,
+    InvertibleLinear,
     PlanarFlow,
     RadialFlow,
     Scaling,
@@ -73,6 +74,7 @@ __all__ = [
     "Scaling",
     "AffineCoupling",
     "ActNorm",
+    "InvertibleLinear",
     "Squeeze",
     "alternating_mask",
     "checkerboard_mask",

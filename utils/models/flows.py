@@ -12,7 +12,7 @@ so that ``log p(x) = log N(z; 0, I) + sum of the layers' logdets`` (change of va
   in (the planar ``u_hat``; ``beta >= -alpha`` for the radial flow).
 * ``AdditiveCoupling`` and ``Scaling``: NICE (Dinh et al. 2014); ``AffineCoupling``: Real NVP (Dinh
   et al. 2016); ``ActNorm``: Glow's per-channel affine layer with data-dependent start (Kingma &
-  Dhariwal 2018); ``Squeeze``: space-to-depth, so that images can use channel masks.
+  Dhariwal 2018), and its invertible 1x1 convolution ``InvertibleLinear``; ``Squeeze``: space-to-depth, so that images can use channel masks.
 * Masks: ``alternating_mask`` (vectors), ``checkerboard_mask`` and ``channel_mask`` (images).
 * Coupling networks: ``coupling_mlp`` and ``ConvCouplingNet``, last layer zero so a coupling starts
   as the identity.
@@ -269,6 +269,31 @@ class ActNorm(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         return z * torch.exp(-self._view(self.log_scale, z)) + self._view(self.loc, z)
+
+
+class InvertibleLinear(nn.Module):
+    """Glow's invertible 1x1 convolution: z = W x over the features (vectors [B, C]) or the channels of
+    each pixel (images [B, C, H, W]); logdet = (H W) log|det W|. Starts as a random rotation, so that
+    couplings with fixed masks see every direction (axis-aligned couplings alone can stall in 2-D)."""
+
+    def __init__(self, channels: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
+        self.weight = nn.Parameter(q)
+
+    def _mix(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 4) or x.shape[1] != w.shape[0]:
+            c = w.shape[0]
+            raise ValueError(f"InvertibleLinear({c}) needs [B, {c}] or [B, {c}, H, W], got {tuple(x.shape)}.")
+        return x @ w.T if x.dim() == 2 else torch.einsum("ij,bjhw->bihw", w, x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self._mix(self.weight, x)
+        pixels = x[0, 0].numel()
+        return z, (pixels * torch.linalg.slogdet(self.weight).logabsdet).expand(x.shape[0])
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return self._mix(torch.linalg.inv(self.weight), z)
 
 
 class Squeeze(nn.Module):
