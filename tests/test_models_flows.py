@@ -176,6 +176,11 @@ def test_flow_model_follows_the_training_contract():
     assert model.sample(5, generator=_gen(12)).shape == (5, 2)
 
 
+def test_samples_have_the_data_shape_when_a_squeeze_changes_the_base_shape():
+    model = F.FlowModel([F.Squeeze(), F.ActNorm(4)], (1, 4, 4))
+    assert model.sample(3, generator=_gen(13)).shape == (3, 1, 4, 4), "sample in the base's shape, then invert"
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

@@ -385,7 +385,6 @@ class FlowModel(nn.Module):
         return x, logdet
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        self._check(z)
         for layer in reversed(self.layers):
             z = layer.inverse(z)
         return z
@@ -405,7 +404,8 @@ class FlowModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         p = next(self.parameters())
-        z = torch.randn((n, *self.event_shape), generator=generator, device=p.device, dtype=p.dtype)
+        base_shape = self(torch.zeros(1, *self.event_shape, device=p.device, dtype=p.dtype))[0].shape[1:]
+        z = torch.randn((n, *base_shape), generator=generator, device=p.device, dtype=p.dtype)  # a squeeze reshapes
         return self.inverse(z)
 
     @torch.no_grad()
