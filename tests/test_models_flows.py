@@ -178,7 +178,9 @@ def test_flow_model_follows_the_training_contract():
 
 def test_samples_have_the_data_shape_when_a_squeeze_changes_the_base_shape():
     model = F.FlowModel([F.Squeeze(), F.ActNorm(4)], (1, 4, 4))
-    assert model.sample(3, generator=_gen(13)).shape == (3, 1, 4, 4), "sample in the base's shape, then invert"
+    assert model.sample(3, generator=_gen(13)).shape == (3, 1, 4, 4), (
+        "sample in the base's shape, then invert"
+    )
 
 
 @pytest.mark.parametrize(

@@ -405,7 +405,8 @@ class FlowModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         p = next(self.parameters())
         base_shape = self(torch.zeros(1, *self.event_shape, device=p.device, dtype=p.dtype))[0].shape[1:]
-        z = torch.randn((n, *base_shape), generator=generator, device=p.device, dtype=p.dtype)  # a squeeze reshapes
+        # the base shape differs from the data shape when a squeeze reshapes
+        z = torch.randn((n, *base_shape), generator=generator, device=p.device, dtype=p.dtype)
         return self.inverse(z)
 
     @torch.no_grad()
