@@ -6,16 +6,19 @@
   ``BernoulliDecoder`` / ``ConvDecoder`` (z -> logits).
 * ``vae``: ``VAE``, the k-sample ELBO or IWAE model of Burda et al. (2016); by default their
   one-stochastic-layer MNIST model (784-200-200-50 tanh networks).
+* ``autoregressive``: ``made_degrees``, ``made_masks``, ``MaskedLinear``, ``MADE``, ``raster_mask``,
+  ``MaskedConv2d``, ``PixelCNN``, ``CharRNN``, ``ancestral_sample``, ``bernoulli_log_prob`` (lecture 05).
+* ``flows``: ``Flow`` (forward(x) -> (z, logdet), inverse(z)), ``PlanarFlow``, ``RadialFlow``,
+  ``AdditiveCoupling``, ``Scaling``, ``AffineCoupling``, ``ActNorm``, ``InvertibleLinear``, ``Squeeze``, masks, coupling
+  networks, ``FlowModel``; for images ``dequantize``, ``logit_transform``, ``dequantized_bits_per_dim``
+  and ``DequantizedFlow``.
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
-* ``autoregressive``: ``made_degrees``, ``made_masks``, ``MaskedLinear``, ``MADE``, ``raster_mask``,
-  ``MaskedConv2d``, ``PixelCNN``, ``CharRNN``, ``ancestral_sample``, ``bernoulli_log_prob`` (lecture 05).
-
-Flows, GANs, ... get a module of their own as their lectures land. Everything
+Later families get a module of their own as their lectures land. Everything
 is importable from here: ``from utils.models import VAE, iwae_bound``.
 """
 
@@ -40,6 +43,28 @@ from utils.models.densities import (
     log_normal,
     log_standard_normal,
     reparameterize,
+)
+from utils.models.flows import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    ConvCouplingNet,
+    DequantizedFlow,
+    Flow,
+    FlowModel,
+    InvertibleLinear,
+    PlanarFlow,
+    RadialFlow,
+    Scaling,
+    Squeeze,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    coupling_mlp,
+    dequantize,
+    dequantized_bits_per_dim,
+    logit_inverse,
+    logit_transform,
 )
 from utils.models.gan import (
     GAN,
@@ -95,4 +120,25 @@ __all__ = [
     "CharRNN",
     "ancestral_sample",
     "bernoulli_log_prob",
+    # flows (lecture 06)
+    "Flow",
+    "PlanarFlow",
+    "RadialFlow",
+    "AdditiveCoupling",
+    "Scaling",
+    "AffineCoupling",
+    "ActNorm",
+    "InvertibleLinear",
+    "Squeeze",
+    "alternating_mask",
+    "checkerboard_mask",
+    "channel_mask",
+    "coupling_mlp",
+    "ConvCouplingNet",
+    "FlowModel",
+    "dequantize",
+    "logit_transform",
+    "logit_inverse",
+    "dequantized_bits_per_dim",
+    "DequantizedFlow",
 ]

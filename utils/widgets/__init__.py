@@ -1,4 +1,5 @@
-"""Latent-space explorers built on ipywidgets 8: sliders over z, a 2-D latent map, interpolations.
+"""Latent-space explorers built on ipywidgets 8: sliders over z, a 2-D latent map, interpolations,
+and a layer-by-layer stepper for 2-D flows.
 
 Each explorer decodes the current latent and shows the image as a PNG (no matplotlib per change,
 so a change redraws at once, also on a CPU). They work without a browser: build one, set a
@@ -17,11 +18,13 @@ device (found from its parameters) on each decode.
 
 Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
 (``InterpolationExplorer``, ``interpolation_widget``), ``replay`` (``TrainingReplay``, a slider over
-snapshots saved during training), ``images`` (decoding latents safely,
+snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider over a 2-D flow's
+layers, drawn with matplotlib), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
 
+from utils.widgets.flow_stepper import FlowStepper
 from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
 from utils.widgets.latent import LatentExplorer, latent_map
@@ -35,4 +38,5 @@ __all__ = [
     "TrainingReplay",
     "decode_images",
     "png_bytes",
+    "FlowStepper",
 ]
