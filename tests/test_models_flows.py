@@ -130,11 +130,16 @@ def test_bits_per_dim_with_the_logit_jacobian_against_a_hand_calculation():
 
 
 def test_the_uniform_density_gives_exactly_8_bits_per_dim():
-    # The density of l when y is uniform is 1 / |dl/dy|: log p(l) = -logdet, so bits/dim = log2(256) = 8.
+    # When y is uniform, l = logit(0.05 + 0.9 y) has the truncated logistic density sigma(l) sigma(-l) / 0.9,
+    # computed here without the transform's log-det (which it must cancel): bits/dim = log2(256) = 8.
     y = torch.rand(5, 10, generator=_gen(5))
-    _, logdet = F.logit_transform(y)
-    bits = F.dequantized_bits_per_dim(-logdet, logdet, dims=10)
-    assert torch.allclose(bits, torch.full_like(bits, 8.0)), f"uniform model: {bits.tolist()} bits/dim, not 8"
+    logits, logdet = F.logit_transform(y, alpha=0.05)
+    log_sigmoids = torch.nn.functional.logsigmoid(logits) + torch.nn.functional.logsigmoid(-logits)  # [5, 10]
+    log_p = log_sigmoids.sum(1) - 10 * math.log(0.9)
+    bits = F.dequantized_bits_per_dim(log_p, logdet, dims=10)
+    assert torch.allclose(bits, torch.full_like(bits, 8.0), atol=1e-5), (
+        f"uniform model: {bits.tolist()} bits/dim, not 8: the logit's log-det or the D log 256 is off"
+    )
 
 
 def test_the_dequantized_flow_reports_bits_per_dim_of_its_flow_in_logit_space():
