@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jupyter_core.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 
@@ -204,6 +204,12 @@ def execute_class(sandbox: Sandbox | None) -> type:
                 return await super().async_execute_cell(*args, **kwargs)
             except DeadKernelError:
                 if self.km is not None and self.km.stop_reason:
+                    raise DeadKernelError(f"Kernel stopped: {self.km.stop_reason}") from None
+                raise
+            except CellTimeoutError:
+                # On a busy machine a fork bomb can outlast the cell's timeout before a liveness check
+                # sees the sandbox full; a sandbox full now is the reason, not the interrupt.
+                if self.km is not None and await self.km.stop_if_full():
                     raise DeadKernelError(f"Kernel stopped: {self.km.stop_reason}") from None
                 raise
 

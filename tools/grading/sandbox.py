@@ -372,13 +372,20 @@ class SandboxedKernelManager(AsyncKernelManager):
         CPUs for the rest of the notebook. nbclient asks every second while a cell runs; the sandbox
         is stopped as soon as it is full."""
         alive = await super()._async_is_alive()
-        if alive and self.provisioner is not None and getattr(self.provisioner, "pid", None):
-            limit = self.sandbox.limits["processes"]
-            if tasks_under(self.provisioner.pid) >= limit:
-                self.stop_reason = f"it reached the sandbox's limit of {limit} processes and threads"
-                await self._async_kill_kernel()
-                return False
+        if alive and await self.stop_if_full():
+            return False
         return alive
+
+    async def stop_if_full(self) -> bool:
+        """Kill the kernel, with the reason, if its sandbox holds as many tasks as the process limit."""
+        if self.provisioner is None or not getattr(self.provisioner, "pid", None):
+            return False
+        limit = self.sandbox.limits["processes"]
+        if tasks_under(self.provisioner.pid) < limit:
+            return False
+        self.stop_reason = f"it reached the sandbox's limit of {limit} processes and threads"
+        await self._async_kill_kernel()
+        return True
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
