@@ -41,6 +41,10 @@ _NO_DETACH_F = Verdict(True, "the same values; without detach the estimates keep
                              "or log_sigma require gradients (memory, not correctness: nothing is differentiated).")
 _SQUARE_L = Verdict(True, "L is [D, D] by the docstring's contract (square), so every one of its dimensions is D.")
 
+_LOGVAR_BROADCAST = Verdict(True, "logvar [B, D] broadcasts against the expanded mu [k, B, D] inside reparameterize, "
+                                  "and the noise takes mu's shape: the same k independent samples (and log q) as "
+                                  "with both expanded.")
+
 _SF_EXACT_TEST = (
     "a visible test with an f that records the z it is given and returns ones (baseline 0): each row "
     "must then equal the score at its own z, g_mu = (z - mu) / sigma^2 and g_log_sigma = ((z - mu) / "
@@ -127,6 +131,16 @@ SURVIVORS: dict[tuple[str, str], Verdict] = {
     ("a1_elbo_answer", "z = mu - eps @ L.T  # [n, D]: row s is mu + L eps_s, so the samples carry the gradient to mu and L"): Verdict(
         True, "mu - L eps has the same law as mu + L eps (eps is symmetric), and the estimate and its gradients "
               "are those of the reparameterization with -eps: unbiased for the same ELBO and its gradient."),
+    # ---- a2_vae (redesigned): reparameterize returns log q, KL between two Gaussians
+    ("a2_reparam_answer", "z = mu - (0.5 * logvar).exp() * eps"): Verdict(
+        True, "z = mu - sigma * eps is a sample of N(mu, sigma^2) as well (eps is symmetric), and log q(z) computed "
+              "from eps is still exact: (z - mu) / sigma = -eps has the same square. The same seed gives the same "
+              "sample, so the tests that replay the draw see the reflected noise convention only."),
+    ("a2_kl_answer", "return 0.5 * (variance_ratio + mean_term - 1 + logvar_p - logvar_q).sum(1)"): Verdict(
+        True, "mu_q and logvar_q are [B, D] by the docstring's contract (the prior broadcasts to it), so dim 1 is "
+              "the last dim."),
+    ("a2_elbo_answer", "z, _ = reparameterize(mu.expand(k, *mu.shape), logvar, generator)  # [k, B, D]"): _LOGVAR_BROADCAST,
+    ("a2_logw_answer", "z, log_q = reparameterize(mu.expand(k, *mu.shape), logvar, generator)  # [k, B, D], [k, B]"): _LOGVAR_BROADCAST,
     # ---- a2_vae
     ("a2_reparam_answer", "eps = -torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)"): Verdict(
         True, "eps and -eps have the same law; z = mu - sigma * eps is still a sample of N(mu, sigma^2) with "
