@@ -12,6 +12,8 @@
   ``AdditiveCoupling``, ``Scaling``, ``AffineCoupling``, ``ActNorm``, ``InvertibleLinear``, ``Squeeze``, masks, coupling
   networks, ``FlowModel``; for images ``dequantize``, ``logit_transform``, ``dequantized_bits_per_dim``
   and ``DequantizedFlow``.
+* ``posteriors``: richer q's in the sampling direction (lecture 07): ``amortized_planar``, ``IAFStep``,
+  and ``BayesLinear`` (Bayes by backprop).
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
@@ -80,6 +82,7 @@ from utils.models.gan import (
     nonsaturating_generator_loss,
 )
 from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
+from utils.models.posteriors import BayesLinear, IAFStep, amortized_planar
 from utils.models.vae import VAE
 
 __all__ = [
@@ -141,4 +144,8 @@ __all__ = [
     "logit_inverse",
     "dequantized_bits_per_dim",
     "DequantizedFlow",
+    # posteriors (lecture 07)
+    "amortized_planar",
+    "IAFStep",
+    "BayesLinear",
 ]
