@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils import runtime
+from utils.models.densities import bernoulli_log_likelihood
 
 CONNECTIVITIES = ("random", "even")
 
@@ -207,8 +208,10 @@ class MADE(nn.Module):
 
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """sum_d log Bernoulli(x_d; sigmoid(logits_d)): [B, ...] -> [B] (stable for large |logits|)."""
-    return -F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none").flatten(1).sum(1)
+    """sum_d log Bernoulli(x_d; sigmoid(logits_d)) over every dim but the first: [B, ...] -> [B].
+
+    ``densities.bernoulli_log_likelihood`` (last dim only) on flattened inputs, so images [B, C, H, W] work too."""
+    return bernoulli_log_likelihood(logits.flatten(1), x.flatten(1))
 
 
 @torch.no_grad()
