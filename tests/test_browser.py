@@ -21,7 +21,9 @@ from conftest import REPO_ROOT, VENV_BIN, isolated_jupyter_env, start_lab_server
 
 pytestmark = pytest.mark.browser
 
-LECTURE_PREFERENCE = ("03_*.ipynb", "01_*.ipynb")  # the VAE's latent explorer; lecture 01 until 03 exists
+# Lectures whose widget is driven with the mouse: the VAE's latent explorer (03) and the flow stepper of
+# a later lecture (06), so that a widget built after the house layout is also seen working in a browser.
+WIDGET_LECTURES = (Path("lectures/03_vae.ipynb"), Path("lectures/06_flows.ipynb"))
 ASSIGNMENT = Path("assignments/a1_estimators/a1_estimators.ipynb")
 RUN_ALL_TIMEOUT_MS = 240_000  # FAST mode takes about a minute on 2 busy cores; leave room
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -78,13 +80,11 @@ _RUN_FINISHED_JS = """() => {
 }"""
 
 
-def pick_lecture() -> Path:
-    """Lecture 03 (latent explorer) when it exists, else lecture 01."""
-    for pattern in LECTURE_PREFERENCE:
-        found = sorted((REPO_ROOT / "lectures").glob(pattern))
-        if found:
-            return found[0].relative_to(REPO_ROOT)
-    pytest.fail("neither lectures/03_*.ipynb nor lectures/01_*.ipynb exists; the browser test needs one")
+def pick_lecture(relative: Path = WIDGET_LECTURES[0]) -> Path:
+    """``relative`` (a lecture under the repository root), or a clear failure when it is missing."""
+    if not (REPO_ROOT / relative).is_file():
+        pytest.fail(f"{relative} does not exist; the browser test opens it (WIDGET_LECTURES)")
+    return relative
 
 
 def copy_course(target: Path) -> Path:
@@ -213,8 +213,9 @@ def assert_clean(page, problems, what: str) -> None:
     assert not problems.all(), f"browser console errors while using {what}:\n" + "\n".join(problems.all())
 
 
-def test_lecture_widget_redraws_when_slider_moves(chromium, instructor_server, artifacts_dir):
-    lecture, server = pick_lecture(), instructor_server
+@pytest.mark.parametrize("lecture", WIDGET_LECTURES, ids=lambda p: p.stem)
+def test_lecture_widget_redraws_when_slider_moves(lecture, chromium, instructor_server, artifacts_dir):
+    lecture, server = pick_lecture(lecture), instructor_server
     page = chromium.new_page(viewport=VIEWPORT)
     problems = watch_page(page, HARMLESS_CONSOLE)
     try:
@@ -223,7 +224,7 @@ def test_lecture_widget_redraws_when_slider_moves(chromium, instructor_server, a
         assert_clean(page, problems, str(lecture))
         assert page.evaluate(_MARK_WIDGET_JS), (
             f"{lecture} has no widget with a slider and an image after Run All "
-            "(expected the LatentExplorer in 03, or an interact plot in 01)"
+            "(expected the LatentExplorer in 03, the FlowStepper in 06)"
         )
         widget = page.locator("[data-digm-target]")
         widget.scroll_into_view_if_needed()
@@ -231,13 +232,13 @@ def test_lecture_widget_redraws_when_slider_moves(chromium, instructor_server, a
         before = settled_pixels(widget, server, "", timeout=30)
         assert before, f"the widget in {lecture} shows no loaded image"
         value_before = readout.inner_text() if readout.count() else "?"
-        page.screenshot(path=str(artifacts_dir / "lecture_before.png"))
+        page.screenshot(path=str(artifacts_dir / f"{lecture.stem}_before.png"))
 
         drag_first_slider(page, widget)
         after = settled_pixels(widget, server, before)
         value_after = readout.inner_text() if readout.count() else "?"
-        page.screenshot(path=str(artifacts_dir / "lecture_after.png"))
-        (artifacts_dir / "slider.txt").write_text(
+        page.screenshot(path=str(artifacts_dir / f"{lecture.stem}_after.png"))
+        (artifacts_dir / f"{lecture.stem}_slider.txt").write_text(
             f"{lecture}: first slider {value_before} -> {value_after}\n"
         )
         assert after != before, (
