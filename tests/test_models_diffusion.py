@@ -95,6 +95,21 @@ def test_ancestral_sampling_with_the_exact_predictor_recovers_the_data_variance(
     assert x.var().item() == pytest.approx(S**2, rel=0.05), f"sample variance {x.var():.4f} != {S**2}"
 
 
+def test_clipping_x0_changes_nothing_when_the_prediction_stays_inside():
+    betas = models.linear_betas(50)
+    eps = gaussian_eps(models.alpha_bars(betas).float(), s=0.05)  # data N(0, 0.05^2): x0_hat stays in [-1, 1]
+    a = models.ddpm_sample(eps, (500, 2), betas.float(), generator=torch.Generator().manual_seed(7))
+    b = models.ddpm_sample(
+        eps, (500, 2), betas.float(), generator=torch.Generator().manual_seed(7), clip_x0=True
+    )
+    assert torch.allclose(a, b, atol=1e-4), "the x0-form of the mean must equal the eps-form"
+    wide = gaussian_eps(models.alpha_bars(betas).float(), s=3.0)
+    c = models.ddpm_sample(
+        wide, (500, 2), betas.float(), generator=torch.Generator().manual_seed(7), clip_x0=True
+    )
+    assert c.abs().max() <= 1.0 + 1e-5, "the last step returns the clipped x0_hat"
+
+
 def test_ancestral_sampling_keeps_the_requested_steps():
     betas = models.linear_betas(20).float()
     x, kept = models.ddpm_sample(lambda x, t: torch.zeros_like(x), (3, 2), betas, keep=(20, 10, 0))

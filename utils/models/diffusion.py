@@ -131,7 +131,7 @@ class DDPM(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         was = self.training
         self.eval()
-        x = ddpm_sample(self.net, (n, *self.shape), self.betas, generator=generator)
+        x = ddpm_sample(self.net, (n, *self.shape), self.betas, generator=generator, clip_x0=True)
         self.train(was)
         return x
 
@@ -152,12 +152,15 @@ def ddpm_sample(
     variance: str = "beta",
     keep: Sequence[int] = (),
     device: torch.device | str | None = None,
+    clip_x0: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Ancestral sampling (Ho et al. Algorithm 2) from x_{T-1} ~ N(0, I) down to x0.
 
     x_{t-1} = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t) + sigma_t z, no noise at the last step;
     sigma_t^2 = beta_t (``variance="beta"``) or the posterior variance (``"posterior"``). ``keep``: code
-    steps t whose x_t to return as well, as ``(x0, {t: x_t})`` (x_T is kept as t = T).
+    steps t whose x_t to return as well, as ``(x0, {t: x_t})`` (x_T is kept as t = T). ``clip_x0``: form
+    the mean as the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat = ``predict_x0`` clipped to
+    [-1, 1], as Ho et al.'s code does (without the clip this is the same mean, rearranged).
     """
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}.")
@@ -172,7 +175,11 @@ def ddpm_sample(
     for t in range(T - 1, -1, -1):
         tt = torch.full((shape[0],), t, device=dev, dtype=torch.long)
         eps = eps_model(x, tt)
-        x = (x - betas[t] / (1 - ab[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
+        if clip_x0:
+            x0_hat = predict_x0(x, tt, ab, eps).clamp(-1, 1)
+            x = x0_hat if t == 0 else posterior_mean_var(x0_hat, x, tt, betas.double())[0].to(x.dtype)
+        else:
+            x = (x - betas[t] / (1 - ab[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
         if t > 0:
             var = betas[t] if variance == "beta" else (1 - ab_prev[t]) / (1 - ab[t]) * betas[t]
             x = x + var.sqrt() * _noise(shape, dev, generator)
