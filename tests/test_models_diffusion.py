@@ -219,3 +219,29 @@ def test_digit_classifier_gives_probabilities_and_128_features():
     assert probs.shape == (5, 10) and feats.shape == (5, 128)
     assert torch.allclose(probs.sum(1), torch.ones(5)), "softmax over the 10 classes"
     assert clf.training, "probs_and_features must give the module back in the mode it was in"
+
+
+def test_digit_classifier_has_the_layers_of_lecture_08s_classifier():
+    """Lecture 13 compares its DDPM with lecture 08's DCGAN through this module: it must be lecture 08's judge."""
+    import json
+    from pathlib import Path
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    cells = json.loads((Path(__file__).parents[1] / "lectures" / "08_gans.ipynb").read_text())["cells"]
+    source = next(
+        "".join(c["source"]) for c in cells if "class Classifier(nn.Module)" in "".join(c["source"])
+    )
+    namespace = {"torch": torch, "nn": nn, "F": F, "load_mnist": None, "device": "cpu"}
+    exec(source, namespace)
+    torch.manual_seed(0)
+    theirs, ours = namespace["Classifier"](8), models.DigitClassifier(8)
+    shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in ours.state_dict().items()}, (
+        "layer names or shapes differ from lecture 08"
+    )
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    for a, b in zip(theirs.probs_and_features(x), ours.probs_and_features(x)):
+        assert torch.allclose(a, b), "same weights, different probabilities or features"
