@@ -17,6 +17,11 @@
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+* ``diffusion``: score matching and DDPMs (lecture 13): schedules (``linear_betas``, ``cosine_alpha_bars``,
+  ``alpha_bars``), ``q_sample``, ``posterior_mean_var``, ``predict_x0``, ``ddpm_loss``, ``DDPM``, ``ddpm_sample``,
+  ``ddim_sample``, ``ddpm_bound_terms``, ``discretized_gaussian_log_likelihood``, ``dsm_loss``,
+  ``annealed_langevin``, ``timestep_embedding``, ``TimeResBlock``, ``TimeUNet``.
+* ``classifier``: ``DigitClassifier``, lecture 08's judge of generated digits (features for the Fréchet distance).
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -37,6 +42,7 @@ from utils.models.autoregressive import (
     raster_mask,
 )
 from utils.models.base import GenerativeModel
+from utils.models.classifier import DigitClassifier
 from utils.models.densities import (
     LOG_2PI,
     bernoulli_log_likelihood,
@@ -45,6 +51,25 @@ from utils.models.densities import (
     log_normal,
     log_standard_normal,
     reparameterize,
+)
+from utils.models.diffusion import (
+    DDPM,
+    TimeResBlock,
+    TimeUNet,
+    alpha_bars,
+    annealed_langevin,
+    cosine_alpha_bars,
+    ddim_sample,
+    ddpm_bound_terms,
+    ddpm_loss,
+    ddpm_sample,
+    discretized_gaussian_log_likelihood,
+    dsm_loss,
+    linear_betas,
+    posterior_mean_var,
+    predict_x0,
+    q_sample,
+    timestep_embedding,
 )
 from utils.models.flows import (
     ActNorm,
@@ -148,4 +173,23 @@ __all__ = [
     "amortized_planar",
     "IAFStep",
     "BayesLinear",
+    # diffusion and score matching (lecture 13)
+    "linear_betas",
+    "cosine_alpha_bars",
+    "alpha_bars",
+    "q_sample",
+    "posterior_mean_var",
+    "predict_x0",
+    "ddpm_loss",
+    "DDPM",
+    "ddpm_sample",
+    "ddim_sample",
+    "ddpm_bound_terms",
+    "discretized_gaussian_log_likelihood",
+    "dsm_loss",
+    "annealed_langevin",
+    "timestep_embedding",
+    "TimeResBlock",
+    "TimeUNet",
+    "DigitClassifier",
 ]
