@@ -154,11 +154,12 @@ def ddpm_sample(
     device: torch.device | str | None = None,
     clip_x0: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Ancestral sampling (Ho et al. Algorithm 2) from x_{T-1} ~ N(0, I) down to x0.
+    """Ancestral sampling (Ho et al. Algorithm 2) from the paper's x_T ~ N(0, I) down to x0.
 
     x_{t-1} = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t) + sigma_t z, no noise at the last step;
-    sigma_t^2 = beta_t (``variance="beta"``) or the posterior variance (``"posterior"``). ``keep``: code
-    steps t whose x_t to return as well, as ``(x0, {t: x_t})`` (x_T is kept as t = T). ``clip_x0``: form
+    sigma_t^2 = beta_t (``variance="beta"``) or the posterior variance (``"posterior"``). ``keep``: steps
+    t in 0..T, counted as in the paper, whose x_t to return as well, as ``(x0, {t: x_t})``: the update at
+    code index t gives the paper's x_t, so ``{T: the starting noise, ..., 0: the sample}``. ``clip_x0``: form
     the mean as the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat = ``predict_x0`` clipped to
     [-1, 1], as Ho et al.'s code does (without the clip this is the same mean, rearranged).
     """
