@@ -17,6 +17,10 @@
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+* ``discrete``: categorical latents (lecture 10): ``sample_gumbel``, ``gumbel_max_sample``,
+  ``gumbel_softmax_sample`` (Concrete; ``hard=True`` for straight-through), ``concrete_log_prob``,
+  ``straight_through``, ``straight_through_sample``, ``score_function_surrogate``,
+  ``categorical_kl_uniform``, ``MovingAverage``, ``NVILBaseline`` and ``CategoricalVAE``.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -45,6 +49,20 @@ from utils.models.densities import (
     log_normal,
     log_standard_normal,
     reparameterize,
+)
+from utils.models.discrete import (
+    ESTIMATORS,
+    CategoricalVAE,
+    MovingAverage,
+    NVILBaseline,
+    categorical_kl_uniform,
+    concrete_log_prob,
+    gumbel_max_sample,
+    gumbel_softmax_sample,
+    sample_gumbel,
+    score_function_surrogate,
+    straight_through,
+    straight_through_sample,
 )
 from utils.models.flows import (
     ActNorm,
@@ -148,4 +166,17 @@ __all__ = [
     "amortized_planar",
     "IAFStep",
     "BayesLinear",
+    # discrete latents (lecture 10)
+    "ESTIMATORS",
+    "sample_gumbel",
+    "gumbel_max_sample",
+    "gumbel_softmax_sample",
+    "concrete_log_prob",
+    "straight_through",
+    "straight_through_sample",
+    "score_function_surrogate",
+    "categorical_kl_uniform",
+    "MovingAverage",
+    "NVILBaseline",
+    "CategoricalVAE",
 ]
