@@ -192,7 +192,9 @@ class CategoricalVAE(nn.Module):
     KL to the uniform prior in closed form. ``estimator`` picks the encoder's gradient:
 
     * ``"sf"``: the score function with no baseline; ``"sf-ma"``: minus a moving average;
-      ``"nvil"``: minus NVIL's input-dependent baseline, with variance normalisation;
+      ``"nvil"``: minus NVIL's moving average and input-dependent baseline c(x). Without NVIL's variance
+      normalisation: with the KL term in closed form it would shrink only the score part of the
+      encoder's gradient, and in lecture 10's runs the KL term then switched the whole code off;
     * ``"st"``: straight-through (forward a categorical sample, backward softmax(logits));
     * ``"gumbel"``: the decoder sees the Gumbel-softmax relaxation at temperature tau;
       ``"st-gumbel"``: a one-hot forward with the relaxation's gradient.
@@ -225,7 +227,7 @@ class CategoricalVAE(nn.Module):
         self.decoder = MLP([n_vars * n_classes, *reversed(hidden), x_dim], nn.ReLU)
         self.register_buffer("step", torch.zeros(()))
         self.average = MovingAverage() if estimator == "sf-ma" else None
-        self.baseline = NVILBaseline(x_dim) if estimator == "nvil" else None
+        self.baseline = NVILBaseline(x_dim, normalise=False) if estimator == "nvil" else None
 
     def temperature(self) -> torch.Tensor:
         return (self.tau0 * torch.exp(-self.anneal_rate * self.step)).clamp(min=self.tau_min)
