@@ -17,6 +17,10 @@
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+* ``discrete``: categorical latents (lecture 10): ``sample_gumbel``, ``gumbel_max_sample``,
+  ``gumbel_softmax_sample`` (Concrete; ``hard=True`` for straight-through), ``concrete_log_prob``,
+  ``straight_through``, ``straight_through_sample``, ``score_function_surrogate``,
+  ``categorical_kl_uniform``, ``MovingAverage``, ``NVILBaseline`` and ``CategoricalVAE``.
 * ``diffusion``: score matching and DDPMs (lecture 13): schedules (``linear_betas``, ``cosine_alpha_bars``,
   ``alpha_bars``), ``q_sample``, ``posterior_mean_var``, ``predict_x0``, ``ddpm_loss``, ``DDPM``, ``ddpm_sample``,
   ``ddim_sample``, ``ddpm_bound_terms``, ``discretized_gaussian_log_likelihood``, ``dsm_loss``,
@@ -70,6 +74,20 @@ from utils.models.diffusion import (
     predict_x0,
     q_sample,
     timestep_embedding,
+)
+from utils.models.discrete import (
+    ESTIMATORS,
+    CategoricalVAE,
+    MovingAverage,
+    NVILBaseline,
+    categorical_kl_uniform,
+    concrete_log_prob,
+    gumbel_max_sample,
+    gumbel_softmax_sample,
+    sample_gumbel,
+    score_function_surrogate,
+    straight_through,
+    straight_through_sample,
 )
 from utils.models.flows import (
     ActNorm,
@@ -173,6 +191,19 @@ __all__ = [
     "amortized_planar",
     "IAFStep",
     "BayesLinear",
+    # discrete latents (lecture 10)
+    "ESTIMATORS",
+    "sample_gumbel",
+    "gumbel_max_sample",
+    "gumbel_softmax_sample",
+    "concrete_log_prob",
+    "straight_through",
+    "straight_through_sample",
+    "score_function_surrogate",
+    "categorical_kl_uniform",
+    "MovingAverage",
+    "NVILBaseline",
+    "CategoricalVAE",
     # diffusion and score matching (lecture 13)
     "linear_betas",
     "cosine_alpha_bars",

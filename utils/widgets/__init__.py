@@ -20,11 +20,13 @@ Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
 (``InterpolationExplorer``, ``interpolation_widget``), ``replay`` (``TrainingReplay``, a slider over
 snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider over a 2-D flow's
 layers, drawn with matplotlib), ``score_field`` (``ScoreField``, a noise-conditional score on a
-2-D toy with Langevin particles moving in it), ``images`` (decoding latents safely,
+2-D toy with Langevin particles moving in it), ``concrete`` (``ConcreteExplorer``, a temperature slider over
+Concrete samples on the 3-class simplex and relaxed one-hot codes), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
 
+from utils.widgets.concrete import ConcreteExplorer
 from utils.widgets.flow_stepper import FlowStepper
 from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
@@ -42,4 +44,5 @@ __all__ = [
     "png_bytes",
     "FlowStepper",
     "ScoreField",
+    "ConcreteExplorer",
 ]
