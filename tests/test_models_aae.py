@@ -132,3 +132,20 @@ def test_reconstruction_nats_uses_the_first_item_of_a_tuple_code():
     b = A.reconstruction_nats(dec, lambda x: torch.zeros(len(x), 2), x)
     assert a == pytest.approx(b)
     assert a == pytest.approx(float(nn.functional.softplus(-dec.bias.detach()).sum()), rel=1e-5)
+
+
+def test_sample_decodes_prior_draws_into_pixel_probabilities():
+    aae = _toy_aae()
+    g = torch.Generator().manual_seed(3)
+    out = aae.sample(5, generator=g)
+    z = aae.prior.sample(5, torch.Generator().manual_seed(3))
+    assert out.shape == (5, 12) and torch.allclose(out, torch.sigmoid(aae.decode(z)).detach())
+
+
+def test_loss_reports_both_players_without_a_step():
+    aae = _toy_aae()
+    before = [p.clone() for p in aae.parameters()]
+    out = aae.loss(torch.rand(6, 12))
+    assert {"loss", "rec", "adv", "d_loss"} <= set(out)
+    assert torch.allclose(out["loss"], out["rec"] + 2.0 * out["adv"])
+    assert all(torch.equal(a, b) for a, b in zip(before, aae.parameters())), "loss must not change parameters"

@@ -191,11 +191,9 @@ class AAE(nn.Module):
         return dynamic_binarize(x) if self.binarize and self.training else x
 
     def _prior_draws(self, n: int) -> torch.Tensor:
-        return (
-            self.prior.to(self._device()).sample(n)
-            if self.prior.device != self._device()
-            else self.prior.sample(n)
-        )
+        if self.prior.device != self._device():  # once, after the module moved: the prior is not a buffer
+            self.prior = self.prior.to(self._device())
+        return self.prior.sample(n)
 
     def loss(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Both players' losses on one batch, no step (for ``utils.train.evaluate``); ``loss`` = rec + w adv."""
@@ -241,8 +239,9 @@ class AAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixel probabilities sigmoid(decode(z)) [n, 784] for z drawn from the prior."""
-        prior = self.prior.to(self._device())
-        return torch.sigmoid(self.decode(prior.sample(n, generator)))
+        where = generator.device if generator is not None else self._device()
+        z = self.prior.to(where).sample(n, generator).to(self._device())
+        return torch.sigmoid(self.decode(z))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
