@@ -19,7 +19,7 @@ device (found from its parameters) on each decode.
 Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
 (``InterpolationExplorer``, ``interpolation_widget``), ``replay`` (``TrainingReplay``, a slider over
 snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider over a 2-D flow's
-layers, drawn with matplotlib), ``latent_map`` (``LatentMapComparison``: several models' 2-D latent
+layers, drawn with matplotlib), ``latent_compare`` (``LatentMapComparison``: several models' 2-D latent
 maps side by side over their priors' densities, decoded at one shared z), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
@@ -29,7 +29,7 @@ from utils.widgets.flow_stepper import FlowStepper
 from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
 from utils.widgets.latent import LatentExplorer, latent_map
-from utils.widgets.latent_map import LatentMapComparison, MapPanel
+from utils.widgets.latent_compare import LatentMapComparison, MapPanel
 from utils.widgets.replay import TrainingReplay
 
 __all__ = [
