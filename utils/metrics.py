@@ -9,6 +9,8 @@ sample-quality measures for models without a likelihood (GANs).
 * ``mode_coverage(samples, centers, radius)``                   modes hit and share of good samples (GANs)
 * ``frechet_distance(features_a, features_b)``                  Fréchet distance of Gaussians fitted to features
 * ``confident_share(probs, threshold)`` / ``class_histogram(probs)``  a classifier's view of samples
+* ``mmd2_unbiased(x, y, bandwidths)`` / ``mmd_permutation_test``     two-sample MMD^2 (sum of RBF kernels)
+  and its permutation p-value; ``median_heuristic`` / ``mmd_bandwidths`` choose the kernel widths
 
 The log-likelihood follows Burda, Grosse & Salakhutdinov (2016): log p(x) is estimated by the
 k-sample importance-weighted bound with a large k (5000), whose gap to log p(x) shrinks as k grows.
@@ -37,6 +39,10 @@ __all__ = [
     "frechet_distance",
     "confident_share",
     "class_histogram",
+    "median_heuristic",
+    "mmd_bandwidths",
+    "mmd2_unbiased",
+    "mmd_permutation_test",
 ]
 
 LogWeightsFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -314,3 +320,88 @@ def class_histogram(probs: torch.Tensor) -> torch.Tensor:
     """The share of samples assigned (argmax) to each class: probs [n, C] -> float64 [C], summing to 1."""
     p = _check_probs(probs)
     return torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / p.shape[0]
+
+
+# ------------------------------------------------------------------ two-sample tests (MMD, lecture 09)
+
+MMD_BANDWIDTH_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def _check_samples(x: torch.Tensor, y: torch.Tensor, least: int = 2) -> None:
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x {tuple(x.shape)} and y {tuple(y.shape)} must be samples [m, d] and [n, d] with the same d."
+        )
+    if x.shape[0] < least or y.shape[0] < least:
+        raise ValueError(
+            f"MMD needs at least {least} points in each sample, got {x.shape[0]} and {y.shape[0]}."
+        )
+
+
+@torch.no_grad()
+def median_heuristic(x: torch.Tensor, y: torch.Tensor, max_points: int = 2000) -> float:
+    """The median distance between distinct points of the pooled sample (its first ``max_points`` rows)."""
+    _check_samples(x, y, least=1)
+    pooled = torch.cat([x, y])[:max_points].double()
+    d = torch.cdist(pooled, pooled)
+    off = ~torch.eye(len(pooled), dtype=torch.bool, device=d.device)
+    return float(d[off].median())
+
+
+def mmd_bandwidths(
+    x: torch.Tensor, y: torch.Tensor, factors: tuple[float, ...] = MMD_BANDWIDTH_FACTORS
+) -> list[float]:
+    """Kernel widths ``factor * median_heuristic(x, y)``: the course's default mixture of five RBF widths."""
+    m = median_heuristic(x, y)
+    return [f * m for f in factors]
+
+
+def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: list[float] | tuple[float, ...]) -> torch.Tensor:
+    sq = torch.cdist(a, b).pow(2)  # [m, n]
+    return sum(torch.exp(-sq / (2.0 * s**2)) for s in bandwidths)
+
+
+@torch.no_grad()
+def mmd2_unbiased(
+    x: torch.Tensor, y: torch.Tensor, bandwidths: float | list[float] | tuple[float, ...]
+) -> float:
+    """Unbiased estimate of MMD^2(P, Q) from x [m, d] ~ P and y [n, d] ~ Q (Gretton et al. 2012, eq. 3).
+
+    Kernel: a sum of Gaussian RBF kernels k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2)) over ``bandwidths``.
+    The U-statistic leaves out the diagonal terms k(x_i, x_i), so its mean is exactly MMD^2 (0 when
+    P = Q) and a single estimate can be negative. Computed in float64.
+    """
+    _check_samples(x, y)
+    widths = [float(bandwidths)] if isinstance(bandwidths, int | float) else [float(s) for s in bandwidths]
+    if not widths or min(widths) <= 0:
+        raise ValueError(f"bandwidths must be positive kernel widths, got {bandwidths}.")
+    x, y = x.double(), y.double()
+    m, n = x.shape[0], y.shape[0]
+    kxx, kyy, kxy = _kernel(x, x, widths), _kernel(y, y, widths), _kernel(x, y, widths)
+    xx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    yy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(xx + yy - 2.0 * kxy.mean())
+
+
+@torch.no_grad()
+def mmd_permutation_test(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bandwidths: float | list[float] | tuple[float, ...],
+    n_permutations: int = 200,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """(MMD^2 estimate, p-value) of H0: x and y come from one distribution, by relabelling the pooled points.
+
+    The p-value is (1 + #{permuted >= observed}) / (1 + n_permutations), valid at any sample size.
+    """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be positive, got {n_permutations}.")
+    observed = mmd2_unbiased(x, y, bandwidths)
+    pooled, m = torch.cat([x, y]), x.shape[0]
+    hits = 0
+    for _ in range(n_permutations):
+        where = generator.device if generator is not None else pooled.device
+        order = torch.randperm(len(pooled), generator=generator, device=where).to(pooled.device)
+        hits += mmd2_unbiased(pooled[order[:m]], pooled[order[m:]], bandwidths) >= observed
+    return observed, (1 + hits) / (1 + n_permutations)

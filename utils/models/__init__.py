@@ -17,6 +17,9 @@
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+* ``aae``: adversarial autoencoders (lecture 09): ``GaussianMixturePrior`` with ``standard_normal_prior``,
+  ``ring_prior`` and ``swiss_roll_prior`` (sampled and evaluated exactly), ``AAE`` with ``training_step`` for
+  two optimizers (``aae_optimizers``) and ``reconstruction_nats``.
 * ``discrete``: categorical latents (lecture 10): ``sample_gumbel``, ``gumbel_max_sample``,
   ``gumbel_softmax_sample`` (Concrete; ``hard=True`` for straight-through), ``concrete_log_prob``,
   ``straight_through``, ``straight_through_sample``, ``score_function_surrogate``,
@@ -33,6 +36,16 @@ Later families get a module of their own as their lectures land. Everything
 is importable from here: ``from utils.models import VAE, iwae_bound``.
 """
 
+from utils.models.aae import (
+    AAE,
+    GaussianMixturePrior,
+    aae_optimizers,
+    reconstruction_nats,
+    ring_prior,
+    standard_normal_prior,
+    swiss_roll_means,
+    swiss_roll_prior,
+)
 from utils.models.autoregressive import (
     MADE,
     CharRNN,
@@ -155,6 +168,15 @@ __all__ = [
     "mlp_discriminator",
     "mlp_generator",
     "nonsaturating_generator_loss",
+    # aae (lecture 09)
+    "AAE",
+    "GaussianMixturePrior",
+    "aae_optimizers",
+    "reconstruction_nats",
+    "ring_prior",
+    "standard_normal_prior",
+    "swiss_roll_means",
+    "swiss_roll_prior",
     # autoregressive (lecture 05)
     "made_degrees",
     "made_masks",

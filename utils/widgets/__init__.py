@@ -21,7 +21,8 @@ Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
 snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider over a 2-D flow's
 layers, drawn with matplotlib), ``score_field`` (``ScoreField``, a noise-conditional score on a
 2-D toy with Langevin particles moving in it), ``concrete`` (``ConcreteExplorer``, a temperature slider over
-Concrete samples on the 3-class simplex and relaxed one-hot codes), ``images`` (decoding latents safely,
+Concrete samples on the 3-class simplex and relaxed one-hot codes), ``latent_compare`` (``LatentMapComparison``: several models' 2-D latent
+maps side by side over their priors' densities, decoded at one shared z), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
@@ -31,6 +32,7 @@ from utils.widgets.flow_stepper import FlowStepper
 from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
 from utils.widgets.latent import LatentExplorer, latent_map
+from utils.widgets.latent_compare import LatentMapComparison, MapPanel
 from utils.widgets.replay import TrainingReplay
 from utils.widgets.score_field import ScoreField
 
@@ -45,4 +47,6 @@ __all__ = [
     "FlowStepper",
     "ScoreField",
     "ConcreteExplorer",
+    "LatentMapComparison",
+    "MapPanel",
 ]
