@@ -18,7 +18,10 @@ def test_titles_do_not_end_a_sentence():
 
 
 def test_initials_do_not_end_a_sentence():
-    assert split_sentences("Captain F. W. Wentworth came. He sat.") == ["Captain F. W. Wentworth came.", "He sat."]
+    assert split_sentences("Captain F. W. Wentworth came. He sat.") == [
+        "Captain F. W. Wentworth came.",
+        "He sat.",
+    ]
 
 
 def test_speech_followed_by_a_small_letter_goes_on():
@@ -27,7 +30,9 @@ def test_speech_followed_by_a_small_letter_goes_on():
         '"Oh! my dear!" cried she.',
         '"What is it?" said he, "Tell me."',
         "She did.",
-    ], "'!\"' or '?\"' followed by a small letter is inside the sentence; a closing quote stays with its sentence"
+    ], (
+        "'!\"' or '?\"' followed by a small letter is inside the sentence; a closing quote stays with its sentence"
+    )
 
 
 def test_closing_quote_belongs_to_the_sentence_it_closes():

@@ -17,6 +17,9 @@
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
   ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+* ``sequence``: sentence models (lecture 11): ``sentence_log_prob``, ``word_dropout``, ``kl_weight``,
+  ``LSTMLanguageModel``, ``SentenceVAE`` (Bowman et al. 2016), ``SkipThought`` (Kiros et al. 2015),
+  ``generate``, ``cosine_neighbours``, ``perplexity``.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -83,6 +86,19 @@ from utils.models.gan import (
 )
 from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
 from utils.models.posteriors import BayesLinear, IAFStep, amortized_planar
+from utils.models.sequence import (
+    LSTMLanguageModel,
+    SentenceVAE,
+    SkipThought,
+    cosine_neighbours,
+    generate,
+    kl_weight,
+    last_state,
+    num_predicted,
+    perplexity,
+    sentence_log_prob,
+    word_dropout,
+)
 from utils.models.vae import VAE
 
 __all__ = [
@@ -148,4 +164,16 @@ __all__ = [
     "amortized_planar",
     "IAFStep",
     "BayesLinear",
+    # sequence (lecture 11)
+    "LSTMLanguageModel",
+    "SentenceVAE",
+    "SkipThought",
+    "cosine_neighbours",
+    "generate",
+    "kl_weight",
+    "last_state",
+    "num_predicted",
+    "perplexity",
+    "sentence_log_prob",
+    "word_dropout",
 ]
