@@ -19,7 +19,8 @@ device (found from its parameters) on each decode.
 Modules: ``latent`` (``LatentExplorer``, ``latent_map``), ``interpolation``
 (``InterpolationExplorer``, ``interpolation_widget``), ``replay`` (``TrainingReplay``, a slider over
 snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider over a 2-D flow's
-layers, drawn with matplotlib), ``images`` (decoding latents safely,
+layers, drawn with matplotlib), ``sentences`` (``SentenceHomotopy`` and ``NearestSentences``, text
+explorers of a sentence code space, lecture 11), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
@@ -29,6 +30,7 @@ from utils.widgets.images import decode_images, png_bytes
 from utils.widgets.interpolation import InterpolationExplorer, interpolation_widget
 from utils.widgets.latent import LatentExplorer, latent_map
 from utils.widgets.replay import TrainingReplay
+from utils.widgets.sentences import NearestSentences, SentenceHomotopy
 
 __all__ = [
     "LatentExplorer",
@@ -39,4 +41,6 @@ __all__ = [
     "decode_images",
     "png_bytes",
     "FlowStepper",
+    "SentenceHomotopy",
+    "NearestSentences",
 ]
