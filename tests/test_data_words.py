@@ -57,6 +57,7 @@ def test_tokenize_lowercases_keeps_apostrophes_and_drops_quotes():
 
 def test_detokenize_glues_punctuation():
     assert detokenize(["well", ",", "she", "said", "(", "softly", ")", "."]) == "well, she said (softly)."
+    assert detokenize(["over", "-", "persuasion", "--", "and", "so"]) == "over-persuasion -- and so"
 
 
 def _vocab() -> WordVocab:

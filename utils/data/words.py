@@ -89,9 +89,11 @@ def tokenize(sentence: str) -> list[str]:
 
 
 def detokenize(tokens: Sequence[str]) -> str:
-    """Tokens joined into readable text: no space before punctuation, none around ``'`` glued on."""
+    """Tokens joined into readable text: no space before punctuation or after an opening bracket, and
+    hyphenated words joined again."""
     text = " ".join(tokens)
     text = re.sub(r" ([.,;:!?)\]])", r"\1", text)
+    text = re.sub(r"(?<=\w) - (?=\w)", "-", text)  # 'over - persuasion' -> 'over-persuasion' ('--' stays)
     return re.sub(r"([(\[]) ", r"\1", text)
 
 

@@ -183,7 +183,8 @@ class SentenceVAE(nn.Module):
 
     ``loss``: mean over the batch of rec + beta * KL per sentence, beta = ``kl_weight(step, kl_warmup,
     anneal)`` with ``step`` a buffer counting training steps (so a resumed checkpoint continues the
-    schedule); decoder inputs get ``word_dropout`` at rate ``word_dropout`` while training. Logged:
+    schedule); decoder inputs get ``word_dropout`` at rate ``word_dropout`` while training, and
+    ``dropout`` acts on the decoder's embeddings and outputs as in ``LSTMLanguageModel``. Logged:
     ``rec``, ``kl`` (nats per sentence), ``beta`` and ``elbo`` (with beta = 1)."""
 
     def __init__(
@@ -195,6 +196,7 @@ class SentenceVAE(nn.Module):
         word_dropout: float = 0.0,
         kl_warmup: int = 0,
         anneal: str = "logistic",
+        dropout: float = 0.0,
         pad_id: int = 0,
         unk_id: int = 3,
     ) -> None:
@@ -205,6 +207,7 @@ class SentenceVAE(nn.Module):
         self.vocab_size, self.latent, self.pad_id, self.unk_id = vocab_size, latent, pad_id, unk_id
         self.word_dropout, self.kl_warmup, self.anneal = word_dropout, kl_warmup, anneal
         self.embed = nn.Embedding(vocab_size, embed)
+        self.drop = nn.Dropout(dropout)  # on the decoder's input embeddings and outputs, as in the LM
         self.encoder = nn.LSTM(embed, hidden, batch_first=True)
         self.to_q = nn.Linear(hidden, 2 * latent)  # -> mu, logvar
         self.to_state = nn.Linear(latent, 2 * hidden)  # z -> the decoder's (h_0, c_0)
@@ -225,8 +228,8 @@ class SentenceVAE(nn.Module):
 
     def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [N, T, V] of p(x | z) for z [N, D] and decoder inputs [N, T]."""
-        h, _ = self.decoder(self.embed(inputs), self.initial_state(z))
-        return self.out(h)
+        h, _ = self.decoder(self.drop(self.embed(inputs)), self.initial_state(z))
+        return self.out(self.drop(h))
 
     def log_likelihood(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """log p(x | z) per sentence: z [k, B, D] or [B, D], ids [B, T + 1] -> [k, B] or [B]."""
