@@ -67,7 +67,7 @@ def word_dropout(
     inputs: torch.Tensor, rate: float, unk_id: int, pad_id: int = 0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """A copy of the decoder inputs [B, T] with each token replaced by ``unk_id`` with probability
-    ``rate``, except the first (``<bos>``) and padding (Bowman et al. 2016, section 3.2)."""
+    ``rate``, except the first (``<bos>``) and padding (Bowman et al. 2016)."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"word dropout rate={rate} must be a probability in [0, 1].")
     if rate == 0.0:

@@ -47,7 +47,7 @@ def _short(sentence: str, width: int = 70) -> str:
 class SentenceHomotopy(Displayable):
     """Pick two sentences; the slider ``t`` moves z(t) on the line (or great circle, ``path="slerp"``)
     between their codes, and z(t) is decoded greedily and by sampling (``seed``). Below, the greedy
-    decodes at ``n_steps`` evenly spaced t: the homotopy of Bowman et al. (2016), section 5."""
+    decodes at ``n_steps`` evenly spaced t: the homotopies of Bowman et al. (2016)."""
 
     def __init__(
         self,
