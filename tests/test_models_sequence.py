@@ -212,3 +212,14 @@ def test_cosine_neighbours_finds_itself_first():
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     assert perplexity(10 * math.log(50), 10) == pytest.approx(50.0)
+
+
+def test_vae_decoder_dropout_acts_only_in_training():
+    vae = _vae(dropout=0.5)
+    z, inputs = torch.randn(3, 3), _batch()[:, :-1]
+    vae.eval()
+    assert torch.equal(vae.decode_logits(z, inputs), vae.decode_logits(z, inputs)), "no dropout in eval mode"
+    vae.train()
+    assert not torch.equal(vae.decode_logits(z, inputs), vae.decode_logits(z, inputs)), (
+        "dropout while training"
+    )
