@@ -68,6 +68,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=0.6, help="KL warm-up as a share of all training steps")
     p.add_argument("--k", type=int, default=10, help="importance samples per held-out sentence")
     p.add_argument("--only-cured", action="store_true", help="skip the language model and the plain VAE")
+    p.add_argument("--only-lm", action="store_true", help="train the language model alone")
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="print the held-out per-word perplexity after each epoch "
+        "(exp of the mean of the batches' nats per word; the VAEs' at one z sample, an upper bound)",
+    )
     args = p.parse_args()
     device = runtime.get_device()
     runtime.seed_everything(0)
@@ -76,17 +83,33 @@ def main() -> None:
     print(f"{runtime.describe(device)}; {len(vocab)} words, {len(x_train)} training and {len(x_test)} held-out "
           f"sentences; {vars(args)}")  # fmt: skip
     size = {"embed": args.embed, "hidden": args.hidden, "dropout": args.dropout}
-    models = {} if args.only_cured else {
-        "lm": LSTMLanguageModel(len(vocab), **size),
-        "vae_plain": SentenceVAE(len(vocab), latent=args.latent, **size),
-    }  # fmt: skip
-    models["vae_cured"] = SentenceVAE(len(vocab), latent=args.latent, word_dropout=args.word_dropout,
-                                      kl_warmup=int(args.warmup * steps), **size)  # fmt: skip
+    models = {} if args.only_cured else {"lm": LSTMLanguageModel(len(vocab), **size)}
+    if not (args.only_cured or args.only_lm):
+        models["vae_plain"] = SentenceVAE(len(vocab), latent=args.latent, **size)
+    if not args.only_lm:
+        models["vae_cured"] = SentenceVAE(len(vocab), latent=args.latent, word_dropout=args.word_dropout,
+                                          kl_warmup=int(args.warmup * steps), **size)  # fmt: skip
     for name, model in models.items():
         start = time.process_time()
-        fit(model.to(device), x_train, epochs=args.epochs, batch_size=64, lr=args.lr, grad_clip=5.0,
-            speed="eager", progress=False, live_plot=False)  # fmt: skip
+        history = fit(
+            model.to(device),
+            x_train,
+            epochs=args.epochs,
+            batch_size=64,
+            lr=args.lr,
+            grad_clip=5.0,
+            speed="eager",
+            progress=False,
+            live_plot=False,
+            eval_data=x_test if args.curve else None,
+        )
         model.eval()
+        if args.curve:
+            key = "eval_nats_per_word" if "eval_nats_per_word" in history else "eval_rec"
+            per_word = history[key] if key == "eval_nats_per_word" else [
+                (r + kl) * len(x_test) / int(num_predicted(x_test).sum())
+                for r, kl in zip(history["eval_rec"], history["eval_kl"])]  # fmt: skip
+            print(f"{name} held-out perplexity by epoch: " + " ".join(f"{math.exp(v):.1f}" for v in per_word))
         result = scores(model, x_test, args.k)
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items())
               + f" ({time.process_time() - start:.0f} CPU s)", flush=True)  # fmt: skip
