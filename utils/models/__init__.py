@@ -29,6 +29,9 @@
   ``ddim_sample``, ``ddpm_bound_terms``, ``discretized_gaussian_log_likelihood``, ``dsm_loss``,
   ``annealed_langevin``, ``timestep_embedding``, ``TimeResBlock``, ``TimeUNet``.
 * ``classifier``: ``DigitClassifier``, lecture 08's judge of generated digits (features for the Fréchet distance).
+* ``sequence``: sentence models (lecture 11): ``sentence_log_prob``, ``word_dropout``, ``kl_weight``,
+  ``LSTMLanguageModel``, ``SentenceVAE`` (Bowman et al. 2016), ``SkipThought`` (Kiros et al. 2015),
+  ``generate``, ``cosine_neighbours``, ``perplexity``.
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -139,6 +142,19 @@ from utils.models.gan import (
 )
 from utils.models.networks import MLP, BernoulliDecoder, ConvDecoder, ConvEncoder, GaussianEncoder
 from utils.models.posteriors import BayesLinear, IAFStep, amortized_planar
+from utils.models.sequence import (
+    LSTMLanguageModel,
+    SentenceVAE,
+    SkipThought,
+    cosine_neighbours,
+    generate,
+    kl_weight,
+    last_state,
+    num_predicted,
+    perplexity,
+    sentence_log_prob,
+    word_dropout,
+)
 from utils.models.vae import VAE
 
 __all__ = [
@@ -245,4 +261,16 @@ __all__ = [
     "TimeResBlock",
     "TimeUNet",
     "DigitClassifier",
+    # sequence (lecture 11)
+    "LSTMLanguageModel",
+    "SentenceVAE",
+    "SkipThought",
+    "cosine_neighbours",
+    "generate",
+    "kl_weight",
+    "last_state",
+    "num_predicted",
+    "perplexity",
+    "sentence_log_prob",
+    "word_dropout",
 ]

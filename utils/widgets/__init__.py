@@ -22,7 +22,8 @@ snapshots saved during training), ``flow_stepper`` (``FlowStepper``, a slider ov
 layers, drawn with matplotlib), ``score_field`` (``ScoreField``, a noise-conditional score on a
 2-D toy with Langevin particles moving in it), ``concrete`` (``ConcreteExplorer``, a temperature slider over
 Concrete samples on the 3-class simplex and relaxed one-hot codes), ``latent_compare`` (``LatentMapComparison``: several models' 2-D latent
-maps side by side over their priors' densities, decoded at one shared z), ``images`` (decoding latents safely,
+maps side by side over their priors' densities, decoded at one shared z), ``sentences`` (``SentenceHomotopy`` and ``NearestSentences``, text
+explorers of a sentence code space, lecture 11), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
@@ -35,6 +36,7 @@ from utils.widgets.latent import LatentExplorer, latent_map
 from utils.widgets.latent_compare import LatentMapComparison, MapPanel
 from utils.widgets.replay import TrainingReplay
 from utils.widgets.score_field import ScoreField
+from utils.widgets.sentences import NearestSentences, SentenceHomotopy
 
 __all__ = [
     "LatentExplorer",
@@ -49,4 +51,6 @@ __all__ = [
     "ConcreteExplorer",
     "LatentMapComparison",
     "MapPanel",
+    "SentenceHomotopy",
+    "NearestSentences",
 ]
