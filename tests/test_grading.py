@@ -310,6 +310,39 @@ def cell_scores(root: Path, assignment: str, student: str) -> dict[str, tuple[fl
         return {g.name: (g.auto_score, float(g.max_score)) for g in notebook.grades}
 
 
+def grade_one_assignment(tmp_path, assignment: str, submissions: dict, unsafe: bool) -> dict[str, SubmissionResult]:
+    """A course in ``tmp_path`` with ``assignment``'s solution and release and one submission per student
+    (``submissions``: student -> edits, as ``make_submission`` takes), graded once by the autograder."""
+    for folder in ("solutions", "assignments"):
+        shutil.copytree(ROOT / folder / assignment, tmp_path / folder / assignment)
+    shutil.copy(ROOT / config.CONFIG_FILE, tmp_path)
+    for student, edits in submissions.items():
+        folder = tmp_path / "grading" / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(make_submission(tmp_path, assignment, edits), folder / f"{assignment}.ipynb")
+    return {r.student: r for r in autograde.grade([assignment], root=tmp_path, unsafe=unsafe, echo=False)}
+
+
+def auto_points(scores: dict) -> dict:
+    """The auto-graded cells of ``cell_scores``: the written answers (``*_written``) left out."""
+    return {name: s for name, s in scores.items() if not name.endswith("_written")}
+
+
+def visible_error(root: Path, assignment: str, student: str, grade_id: str) -> str:
+    """The error message a graded test cell showed (hidden part included: the autograded notebook)."""
+    nb = nbformat.read(root / "grading" / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return "\n".join(o.get("evalue", "") for o in cell.outputs if o.output_type == "error")
+
+
+def assert_solution_passes_its_tests(assignment: str) -> None:
+    """The instructor's source passes every visible and hidden test cell (nbgrader's validate)."""
+    path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    results = validate.validate(path)
+    failed = [cell["source"].splitlines()[0] for cell in results.get("failed", [])]
+    assert results == {}, f"{path.name}: the instructor solution fails test cells starting {failed}"
+
+
 @pytest.mark.parametrize("assignment", [A1, A2])
 def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels, assignment):
     path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
