@@ -179,7 +179,7 @@ class LSTMLanguageModel(nn.Module):
 
 class SentenceVAE(nn.Module):
     """The sentence VAE of Bowman et al. (2016): q(z | x) from an LSTM's last state, p(x | z) an LSTM
-    language model whose initial state is a linear map of z, and p(z) = N(0, I).
+    language model whose initial state (h_0, c_0) is tanh of a linear map of z, and p(z) = N(0, I).
 
     ``loss``: mean over the batch of rec + beta * KL per sentence, beta = ``kl_weight(step, kl_warmup,
     anneal)`` with ``step`` a buffer counting training steps (so a resumed checkpoint continues the
