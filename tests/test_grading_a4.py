@@ -1,12 +1,13 @@
 """a4_adversarial through the real grading pipeline: nbgrader and real kernels in a temporary course.
 
 As tests/test_grading_a3.py: a course of its own, made with tests/test_grading.py's helpers. Submissions: the model
-answer, the untouched release, typical mistakes (each must lose exactly its tests, with the visible one naming the
-mistake), honest but empty answers of the documented shapes, the same answers after rebinding utils.checks and
-torch's comparisons, and a2's tamperer. The mistakes of the training step are chosen so that the coverage tests'
-verdict on them is not a matter of luck (results/a4_coverage_spread.md): the minimax loss covers the ring from a
-fresh start as well as the non-saturating one (so only the exact step tests may catch it), a flipped sign and a
-generator that never moves cover nothing on every seed measured.
+answer, correct answers written otherwise (each must keep every point), the untouched release, typical mistakes
+(each must lose exactly its tests, with the visible one naming the mistake), honest but empty answers of the
+documented shapes, the same answers after rebinding utils.checks and torch's comparisons, and a2's tamperer. The
+mistakes of the training step are chosen so that the coverage tests' verdict on them is not a matter of luck
+(results/a4_coverage_spread.md): the minimax loss covers the ring from a fresh start as well as the non-saturating
+one (so only the exact step tests may catch it), a flipped sign and a generator that never moves cover nothing on
+every seed measured.
 """
 
 from __future__ import annotations
@@ -55,10 +56,69 @@ def _empty(rebind: bool) -> dict:
 
 _G_LOSS = "g_loss = F.softplus(-discriminator(fake)).mean()"
 
+# Correct answers written otherwise than the model answer, each of a form a test once failed or could fail: the stable
+# softplus max(l, 0) + log1p(exp(-|l|)) (autograd's gradient at l = 0 is 1, not 1/2: no test logit sits there) and
+# binary_cross_entropy_with_logits; the log-odds as a float32 constant and log 4 as torch.log(torch.tensor(4.0)) (off
+# by 1e-8 and 2e-9); the fakes made again under no_grad for the discriminator and the losses returned as floats (a
+# step that rounds differently, so its coverage runs are new draws: 8 modes on every seed of the tests); the AAE's
+# losses by binary_cross_entropy_with_logits. Each must keep every test point.
+_ALTERNATIVE = {
+    "a4_losses_answer": """def _softplus(logits):
+    return torch.clamp(logits, min=0) + torch.log1p(torch.exp(-logits.abs()))
+
+
+def discriminator_loss(real_logits, fake_logits):
+    return _softplus(-real_logits).mean() + _softplus(fake_logits).mean()
+
+
+def minimax_generator_loss(fake_logits):
+    return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def nonsaturating_generator_loss(fake_logits):
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+""",
+    "a4_opt_answer": """def optimal_logit(log_p, log_q, real_share=0.5):
+    return log_p - log_q + torch.logit(torch.tensor(real_share))
+
+
+def jsd_by_optimal_discriminator(log_p, log_q, x_p, x_q):
+    on_p, on_q = optimal_logit(log_p(x_p), log_q(x_p)), optimal_logit(log_p(x_q), log_q(x_q))
+    value = -F.softplus(-on_p).mean() - F.softplus(on_q).mean()
+    return 0.5 * (value + torch.log(torch.tensor(4.0)))
+""",
+    "a4_step_answer": """def gan_step(generator, discriminator, x_real, z, opt_g, opt_d):
+    with torch.no_grad():
+        fake = generator(z)
+    opt_d.zero_grad()
+    real_l, fake_l = discriminator(x_real), discriminator(fake)
+    d_loss = F.binary_cross_entropy_with_logits(real_l, torch.ones_like(real_l)) + F.binary_cross_entropy_with_logits(
+        fake_l, torch.zeros_like(fake_l)
+    )
+    d_loss.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    judged = discriminator(generator(z))
+    g_loss = F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
+    g_loss.backward()
+    opt_g.step()
+    return d_loss.item(), g_loss.item()
+""",
+    "a4_aae_answer": """def aae_losses(discriminator, z_prior, z_codes):
+    on_prior, on_codes = discriminator(z_prior), discriminator(z_codes.detach())
+    d_loss = F.binary_cross_entropy_with_logits(on_prior, torch.ones_like(on_prior)) + (
+        F.binary_cross_entropy_with_logits(on_codes, torch.zeros_like(on_codes))
+    )
+    judged = discriminator(z_codes)
+    return d_loss, F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
+""",
+}
+
 # student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
 SUBMISSIONS = {
     "solved": {},
     "untouched": None,
+    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
     "log_of_sigmoid": {
         "a4_losses_answer": _replace(
             "return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()",
@@ -167,6 +227,12 @@ def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course)
     written = {name: s for name, s in scores.items() if name.endswith("_written")}
     assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
     assert sum(most for _, most in written.values()) == 12, "a4 has 12 written points (README, intro)"
+
+
+def test_correct_answers_written_otherwise_get_every_test_point(course):
+    root, _ = course
+    short = {name: s for name, s in _tests(cell_scores(root, A4, "alternative")).items() if s[0] != s[1]}
+    assert not short, f"a4: a correct answer written otherwise than the model answer loses points in {short}"
 
 
 def test_blank_submission_scores_zero(course):
