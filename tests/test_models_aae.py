@@ -16,7 +16,7 @@ from utils.models.gan import discriminator_loss
 def test_prior_density_integrates_to_one(make):
     prior = make()
     u = torch.linspace(-7, 7, 281, dtype=torch.float64)
-    grid = torch.stack(torch.meshgrid(u, u, indexing="ij"), -1)  # [601, 601, 2]
+    grid = torch.stack(torch.meshgrid(u, u, indexing="ij"), -1)  # [281, 281, 2]
     mass = prior.log_prob(grid).exp().sum() * (u[1] - u[0]) ** 2
     assert abs(float(mass) - 1) < 1e-3, f"{prior.name}: the density sums to {float(mass):.4f} on a grid"
 
