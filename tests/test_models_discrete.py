@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from utils import models
+from utils.metrics import importance_sampled_log_likelihood
 from utils.models import discrete as D
 from utils.train import fit
 
@@ -149,6 +150,37 @@ def test_categorical_vae_trains_with_every_estimator(estimator):
     model.eval()
     after = -model.loss(x, torch.Generator().manual_seed(0))["loss"].item()
     assert after > before + 1.0, f"{estimator}: ELBO {before:.2f} -> {after:.2f}, training did not help"
+
+
+def _tiny_vae_and_exact_terms():
+    """A 2 x 3 categorical VAE on 6 pixels and, by enumerating its 9 codes, log p(x) and the ELBO per x."""
+    torch.manual_seed(0)
+    model = D.CategoricalVAE(x_dim=6, hidden=(8,), n_vars=2, n_classes=3).double().eval()
+    x = (torch.rand(4, 6, dtype=torch.float64) < 0.5).double()
+    codes = torch.nn.functional.one_hot(
+        torch.cartesian_prod(torch.arange(3), torch.arange(3)), 3
+    ).double()  # [9, 2, 3]
+    log_joint = models.bernoulli_log_likelihood(model.decode(codes), x[:, None]) - 2 * math.log(3)  # [4, 9]
+    log_q = torch.einsum("bnk,cnk->bc", model.logits(x), codes)  # [4, 9]
+    return model, x, torch.logsumexp(log_joint, -1), (log_q.exp() * (log_joint - log_q)).sum(-1)
+
+
+def test_categorical_vae_log_weights_average_to_the_exact_elbo():
+    model, x, _, elbo = _tiny_vae_and_exact_terms()
+    with torch.no_grad():
+        mean = model.log_weights(x, 200_000, torch.Generator().manual_seed(0)).mean(0)
+    assert torch.allclose(mean, elbo, atol=0.02), (
+        f"mean log weight {mean} != exact ELBO {elbo}: log p(z) or log q(z|x) wrong?"
+    )
+
+
+def test_categorical_vae_multi_sample_bound_reaches_the_exact_log_likelihood():
+    model, x, log_px, _ = _tiny_vae_and_exact_terms()
+    fn = lambda xb, n: model.log_weights(xb, n, torch.Generator().manual_seed(n))  # noqa: E731
+    l_k = importance_sampled_log_likelihood(fn, x, k=20_000, chunk=20_000)
+    assert torch.allclose(l_k, log_px, atol=0.01), (
+        f"L_k {l_k} should approach log p(x) {log_px} by enumeration"
+    )
 
 
 def test_categorical_vae_temperature_anneals_to_its_floor():

@@ -13,7 +13,8 @@ Shapes: ``K`` classes of one categorical variable on the last dimension, ``N`` v
 * ``score_function_surrogate(f, log_q, baseline)``  value f, gradient (f - b) grad log q + grad f
 * ``categorical_kl_uniform(l)``       KL(Cat(softmax l) || uniform), summed over the variables
 * ``MovingAverage``, ``NVILBaseline``  the control variates of Mnih & Gregor (2014)
-* ``CategoricalVAE``                  Jang et al.'s categorical VAE, trained with any ``ESTIMATORS`` entry
+* ``CategoricalVAE``                  Jang et al.'s categorical VAE, trained with any ``ESTIMATORS`` entry;
+                                      ``log_weights(x, k)`` for the multi-sample bound L_k
 """
 
 from __future__ import annotations
@@ -187,9 +188,10 @@ class NVILBaseline(nn.Module):
 class CategoricalVAE(nn.Module):
     """A VAE with ``n_vars`` categorical latents of ``n_classes`` classes and a uniform prior.
 
-    Defaults follow Jang et al. (2017)'s MNIST model: 20 x 10 categorical codes, encoder
-    784-512-256-(20 x 10) and decoder (20 x 10)-256-512-784 (ReLU MLPs), a Bernoulli p(x|z), and the
-    KL to the uniform prior in closed form. ``estimator`` picks the encoder's gradient:
+    Defaults: the 20 x 10 categorical code of Jang et al. (2017)'s MNIST VAE, with encoder
+    784-512-256-(20 x 10) and decoder (20 x 10)-256-512-784 (ReLU MLPs): the hidden sizes of the
+    authors' public demo notebook, not stated in the paper (its Figure 4 labels the model
+    784-(20 x 10)-200). A Bernoulli p(x|z), and the KL to the uniform prior in closed form. ``estimator`` picks the encoder's gradient:
 
     * ``"sf"``: the score function with no baseline; ``"sf-ma"``: minus a moving average;
       ``"nvil"``: minus NVIL's moving average and input-dependent baseline c(x). Without NVIL's variance
@@ -278,6 +280,21 @@ class CategoricalVAE(nn.Module):
             "kl": kl.mean().detach(),
             "tau": tau,
         }
+
+    @torch.no_grad()
+    def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x|z) + log p(z) - log q(z|x) for k one-hot codes z ~ q(z|x) per example: [B, X] -> [k, B].
+
+        For ``utils.metrics.evaluate_nll``: the log-mean-exp over k is the multi-sample bound L_k of the
+        discrete model (Burda et al. 2016), the quantity Jang et al. (2017) report with k = 1000.
+        The prior is uniform, log p(z) = -N log K.
+        """
+        x = x.to(self.step.dtype)
+        log_q = self.logits(x)  # [B, N, K]
+        z = gumbel_max_sample(log_q.expand(k, *log_q.shape), generator)  # [k, B, N, K]
+        log_prior = -self.n_vars * math.log(self.n_classes)
+        rec = bernoulli_log_likelihood(self.decode(z), x.expand(k, *x.shape))  # [k, B]
+        return rec + log_prior - (z * log_q).sum((-2, -1))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
