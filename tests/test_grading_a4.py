@@ -231,7 +231,7 @@ def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course)
 
 def test_correct_answers_written_otherwise_get_every_test_point(course):
     root, _ = course
-    short = {name: s for name, s in _tests(cell_scores(root, A4, "alternative")).items() if s[0] != s[1]}
+    short = {name: s for name, s in auto_points(cell_scores(root, A4, "alternative")).items() if s[0] != s[1]}
     assert not short, f"a4: a correct answer written otherwise than the model answer loses points in {short}"
 
 
