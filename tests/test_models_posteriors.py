@@ -48,6 +48,27 @@ def test_amortized_planar_logdet_matches_autograd():
         assert torch.allclose(got, torch.linalg.slogdet(jac)[1]), "log|1 + u_hat.w tanh'| is wrong"
 
 
+def test_amortized_planar_keeps_every_map_invertible():
+    # w.u_hat > -1 is what makes z -> z + u_hat tanh(w.z + b) invertible; pick u against w on purpose
+    w = torch.tensor([[1.0, 0.0], [0.5, 2.0], [3.0, -1.0]], dtype=torch.float64)
+    u = -torch.tensor([4.0, 10.0, 0.5], dtype=torch.float64)[:, None] * w  # w.u far below -1
+    b = torch.zeros(3, dtype=torch.float64)
+    z = torch.linspace(-30, 30, 2001, dtype=torch.float64)[:, None, None] * w  # [2001, 3, 2] along w
+    _, logdet = amortized_planar(z, u, w, b)
+    assert torch.isfinite(logdet).all(), "1 + u_hat.w tanh' reached 0: u_hat must satisfy w.u_hat > -1"
+    out = amortized_planar(z, u, w, b)[0]
+    along = (out * w).sum(-1)  # w.z' must increase with w.z, or two z's map to one z'
+    assert (along.diff(dim=0) > 0).all(), "the map folds along w: u_hat does not keep w.u_hat > -1"
+
+
+def test_iaf_starts_near_the_identity():
+    step = IAFStep(dim=4, context=3, hidden=8)
+    z, h = torch.randn(7, 4, generator=_gen(10)), torch.randn(7, 3, generator=_gen(11))
+    _, logdet = step(z, h)
+    expected = 4 * torch.nn.functional.logsigmoid(torch.tensor(2.0))
+    assert torch.allclose(logdet, expected.expand(7)), "a fresh step must have sigma = sigmoid(2) everywhere"
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_iaf_jacobian_is_triangular_in_its_order(reverse):
     step = _random_iaf(reverse)

@@ -68,6 +68,7 @@ class IAFStep(nn.Module):
         self.ctx_out = nn.Linear(context, 2 * dim)  # so that the first coordinate's m, s depend on h
         nn.init.zeros_(self.s.weight)
         nn.init.zeros_(self.ctx_out.weight)
+        nn.init.zeros_(self.ctx_out.bias)  # its bias would add to s's: sigma would start off 0.88
         nn.init.constant_(self.s.bias, 2.0)
 
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
