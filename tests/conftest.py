@@ -300,9 +300,13 @@ def require_browser() -> str:
     return executable
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    """A headless Chromium (Playwright ``Browser``) shared by the session; skips without one."""
+    """A headless Chromium (Playwright ``Browser``) shared by one test module; skips without one.
+
+    Module scope, not session: Playwright's sync API keeps an asyncio loop running in the worker while
+    it is open, so any later test in the same worker that calls ``asyncio.run`` (the grading sandbox's,
+    the course runner's) would fail with "cannot be called from a running event loop"."""
     executable = require_browser()
     from playwright.sync_api import sync_playwright
 
