@@ -179,4 +179,27 @@ SURVIVORS: dict[tuple[str, str], Verdict] = {
         True, "-0.0 == 0.0: the starting point is the same zeros (the fixed-point passes overwrite it anyway)."),
     ("a3_ancestral_answer", "log_p = -torch.zeros(n, device=ordering.device)"): Verdict(
         True, "-0.0 == 0.0: the running sum starts at the same zero."),
+    # ---- a5_discrete
+    ("a5_reinforce_answer", "n = z.shape[-1]"): Verdict(
+        True, "z is [n] by the docstring's contract, so shape[-1] == shape[0]."),
+    ("a5_reinforce_answer", "log_q = torch.log_softmax(logits, dim=0)[z]  # [n] log q(z_i), normalised"): Verdict(
+        True, "logits are [K] by the docstring's contract, so dim 0 is the last dim."),
+    ("a5_reinforce_answer", "log_q = logits[z]  # [n] log q(z_i), normalised"): Verdict(
+        True, "with the leave-one-out baseline the learning signals sum to zero (sum_i f_i - sum_i (S - f_i) / (n - 1) "
+              "= 0), so the normaliser's gradient, -softmax(logits) times the mean signal, vanishes: the unnormalised "
+              "score gives the same gradient (and the same value, since its term is zero in value). A tested "
+              "property could not tell them apart; with any other baseline it would be a mistake."),
+    ("a5_variance_answer", "return draws.mean(0), draws.var(0, unbiased=True, keepdim=True).sum()"): Verdict(
+        True, "keepdim only adds a dimension of size 1 that the following .sum() removes: the same 0-dim total."),
+    ("a5_st_answer", "hard = F.one_hot(soft.argmax(-1), logits.shape[-1])"): Verdict(
+        True, "the int64 one-hot is promoted to soft's float dtype when added to (soft - soft.detach()): the same "
+              "values, dtype and gradient."),
+    ("a5_reinforce_answer", "signal = f_values - baseline"): Verdict(
+        True, "f_values are constants by the docstring's contract (no gradient), and so is the baseline built from "
+              "them: the detach changes nothing."),
+    ("a5_variance_answer", "draws = torch.stack([estimator() for _ in range(n_repeats)])  # [R, D]"): Verdict(
+        True, "the values are the same; the docstring asks for no detached output, and estimators that return "
+              "gradients (autograd.grad without create_graph) carry no graph anyway."),
+    ("a5_variance_answer", "return draws.mean(0), draws.var(0).sum()"): Verdict(
+        True, "torch's var is unbiased (divides by R - 1) by default: the same total."),
 }

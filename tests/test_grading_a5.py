@@ -1,0 +1,280 @@
+"""a5_discrete through the real grading pipeline: nbgrader and real kernels in a temporary course.
+
+As tests/test_grading_a4.py: a course of its own, made with tests/test_grading.py's helpers. Submissions: the model
+answer, the untouched release, typical mistakes, honest but empty answers of the documented shapes, the same answers
+after rebinding utils.checks and torch's comparisons, and a2's tamperer. To keep the suite short the mistakes are
+combined, several per submission, each in another part, so their test cells do not overlap: each mistake must still
+lose exactly its own tests, and the visible one must name it. The variance-band tests are random; their tolerance
+was set from the reference's spread over 2,000 seeds (results/a5_variance_spread.md), so the model answer's verdict
+is not a matter of luck.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_grading import (
+    _REBIND_THE_CHECKS,
+    ROOT,
+    _hidden_lines,
+    _html_lines,
+    _replace,
+    _tampered,
+    _test_cells,
+    cell_scores,
+    fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
+    make_submission,
+)
+
+from tools.grading import autograde, config, validate
+
+pytestmark = pytest.mark.grading
+
+A5 = "a5_discrete"
+ANSWERS = ("a5_gumbel_answer", "a5_st_answer", "a5_reinforce_answer", "a5_variance_answer")
+
+# Answers of the documented types and shapes that compute nothing (an honest, empty attempt).
+_EMPTY = {
+    "a5_gumbel_answer": "def gumbel_noise(u):\n    return u * 0\n\n\n"
+    "def gumbel_softmax(logits, g, tau):\n    return logits * 0\n",
+    "a5_st_answer": "def st_gumbel_softmax(logits, g, tau):\n    return logits * 0\n",
+    "a5_reinforce_answer": "def reinforce_loo(logits, z, f_values):\n    return logits.sum() * 0\n",
+    "a5_variance_answer": "def measure_variance(estimator, n_repeats):\n    x = estimator()\n"
+    "    return x * 0, x.sum() * 0\n",
+}
+
+
+def _empty(rebind: bool) -> dict:
+    edits = {cell: (lambda source, new=new: new) for cell, new in _EMPTY.items()}
+    if rebind:  # the first answer cell rebinds utils.checks, the check* helpers and torch's comparisons
+        first = ANSWERS[0]
+        edits[first] = lambda source: _REBIND_THE_CHECKS + _EMPTY[first]
+    return edits
+
+
+def _edits(*changes: tuple[str, str, str]) -> dict:
+    """{answer cell: one edit} from (cell, old, new) triples; at most one change per cell."""
+    cells = [cell for cell, _, _ in changes]
+    assert len(set(cells)) == len(cells), f"one mistake per answer cell, got {cells}"
+    return {cell: _replace(old, new) for cell, old, new in changes}
+
+
+_NOISE = "return -torch.log(-torch.log(u))"
+_SOFTMAX = "return torch.softmax((logits + g) / tau, dim=-1)"
+_ST = "return (soft - soft.detach()) + hard"
+_LOO = "baseline = (f_values.sum() - f_values) / (n - 1)"
+_VAR = "draws.var(0, unbiased=True).sum()"
+_DRAWS = "torch.stack([estimator().detach() for _ in range(n_repeats)])"
+
+# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
+SUBMISSIONS = {
+    "solved": {},
+    "untouched": None,
+    # -log u (exponential noise); no stop-gradient in ST; a baseline that sees its own sample; the biased variance
+    "mistakes_a": _edits(
+        ("a5_gumbel_answer", _NOISE, "return -torch.log(u)"),
+        ("a5_st_answer", _ST, "return hard - soft + soft"),
+        ("a5_reinforce_answer", _LOO, "baseline = f_values.mean().expand(n)"),
+        ("a5_variance_answer", _VAR, "draws.var(0, unbiased=False).sum()"),
+    ),
+    # tau dividing the logits only; Bengio's plain ST gradient; no baseline; one draw reused
+    "mistakes_b": _edits(
+        ("a5_gumbel_answer", _SOFTMAX, "return torch.softmax(logits / tau + g, dim=-1)"),
+        (
+            "a5_st_answer",
+            _ST,
+            "plain = torch.softmax(logits, dim=-1)\n    return (plain - plain.detach()) + hard",
+        ),
+        ("a5_reinforce_answer", _LOO, "baseline = torch.zeros_like(f_values)"),
+        ("a5_variance_answer", _DRAWS, "torch.stack([estimator().detach()] * n_repeats)"),
+    ),
+    # a hand-made softmax that overflows; the relaxed sample returned forward; standard deviations summed
+    "mistakes_c": _edits(
+        (
+            "a5_gumbel_answer",
+            _SOFTMAX,
+            "e = torch.exp((logits + g) / tau)\n    return e / e.sum(-1, keepdim=True)",
+        ),
+        ("a5_st_answer", _ST, "return soft"),
+        ("a5_variance_answer", _VAR, "draws.std(0).sum()"),
+    ),
+    "empty": _empty(rebind=False),
+    "empty_rebound": _empty(rebind=True),
+    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
+}
+
+_VAR_ALL = {"a5_var_test_exact", "a5_var_test_band", "a5_var_hidden"}
+
+# The test cells each submission loses, and the words of each visible test's message that name its mistake.
+EXPECTED = {
+    "mistakes_a": (
+        {"a5_noise_test", "a5_gs_hidden"}
+        | {"a5_st_test_grad", "a5_st_hidden"}
+        | {"a5_rf_test_grad", "a5_rf_test_unbiased", "a5_rf_hidden"}
+        | {"a5_var_test_exact", "a5_var_hidden"},
+        {
+            "a5_noise_test": "-log u: that is Exponential(1) noise",
+            "a5_st_test_grad": "without .detach() cancels the soft part's gradient",
+            "a5_rf_test_grad": "the baseline includes f(z_i) itself",
+            "a5_rf_test_unbiased": "(n - 1) / n",
+            "a5_var_test_exact": "the biased variance (divided by R)",
+        },
+    ),
+    "mistakes_b": (
+        {"a5_gs_test_values", "a5_gs_test_limits", "a5_gs_hidden"}
+        | {"a5_st_test_grad", "a5_st_hidden"}
+        | {"a5_rf_test_grad", "a5_rf_hidden"}
+        | _VAR_ALL,
+        {
+            "a5_gs_test_values": "only the logits divided by tau",
+            "a5_gs_test_limits": "divide the whole sum (logits + g) by tau",
+            "a5_st_test_grad": "the plain straight-through of Bengio et al.",
+            "a5_rf_test_grad": "no baseline at all",
+            "a5_var_test_exact": "the estimator is called once per repeat",
+            "a5_var_test_band": "near 0: one draw reused",
+        },
+    ),
+    "mistakes_c": (
+        {"a5_gs_test_stable"} | {"a5_st_test_forward", "a5_st_hidden"} | _VAR_ALL,
+        {
+            "a5_gs_test_stable": "exp((logits + g) / tau) overflows",
+            "a5_st_test_forward": "the relaxed sample returned",
+            "a5_var_test_exact": "standard deviations summed",
+            "a5_var_test_band": "a square root: a standard deviation",
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
+    """A course with every a5 submission above, graded once: (root, {student: SubmissionResult})."""
+    root = tmp_path_factory.mktemp("course_a5")
+    for folder in ("solutions", "assignments"):
+        (root / folder).mkdir()
+        src = ROOT / folder / A5
+        (root / folder / A5).mkdir()
+        for path in src.glob("*.ipynb"):
+            (root / folder / A5 / path.name).write_bytes(path.read_bytes())
+    (root / config.CONFIG_FILE).write_bytes((ROOT / config.CONFIG_FILE).read_bytes())
+    for student, edits in SUBMISSIONS.items():
+        folder = root / "grading" / "submitted" / student / A5
+        folder.mkdir(parents=True)
+        nbformat.write(make_submission(root, A5, edits), folder / f"{A5}.ipynb")
+    results = autograde.grade([A5], root=root, unsafe=grading_unsafe, echo=False)
+    return root, {r.student: r for r in results}
+
+
+def _tests(scores: dict) -> dict:
+    return {name: s for name, s in scores.items() if not name.endswith("_written")}
+
+
+def _visible_error(root: Path, student: str, grade_id: str) -> str:
+    """The error message a graded test cell showed (hidden part included: the autograded notebook)."""
+    nb = nbformat.read(root / "grading" / "autograded" / student / A5 / f"{A5}.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return "\n".join(o.get("evalue", "") for o in cell.outputs if o.output_type == "error")
+
+
+def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
+    path = ROOT / "solutions" / A5 / f"{A5}.ipynb"
+    results = validate.validate(path)
+    failed = [cell["source"].splitlines()[0] for cell in results.get("failed", [])]
+    assert results == {}, f"{path.name}: the instructor solution fails test cells starting {failed}"
+
+
+def test_every_submission_was_graded(course):
+    _, results = course
+    failed = {s: r.error for s, r in results.items() if not r.graded}
+    assert not failed and set(results) == set(SUBMISSIONS), (
+        f"a5 submissions not graded: {failed or sorted(results)}"
+    )
+
+
+def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
+    root, _ = course
+    scores = cell_scores(root, A5, "solved")
+    short = {name: s for name, s in _tests(scores).items() if s[0] != s[1]}
+    assert not short, f"a5: the model answer loses points in {short}"
+    assert sum(most for _, most in _tests(scores).values()) == 23, "a5 has 23 test points (README, intro)"
+    written = {name: s for name, s in scores.items() if name.endswith("_written")}
+    assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
+    assert sum(most for _, most in written.values()) == 12, "a5 has 12 written points (README, intro)"
+
+
+def test_blank_submission_scores_zero(course):
+    root, _ = course
+    scores = cell_scores(root, A5, "untouched")
+    assert scores and all(auto == 0 for auto, _ in scores.values()), f"the untouched release scored {scores}"
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
+    root, _ = course
+    lost = {name for name, (auto, most) in _tests(cell_scores(root, A5, student)).items() if auto != most}
+    expected, hints = EXPECTED[student]
+    assert lost == expected, (
+        f"a5/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}"
+    )
+    for grade_id, words in hints.items():
+        message = _visible_error(root, student, grade_id)
+        assert words in message, f"a5/{student}: {grade_id} should say {words!r}; it said:\n{message[:600]}"
+
+
+def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
+    root, _ = course
+    honest = _tests(cell_scores(root, A5, "empty"))
+    rebound = _tests(cell_scores(root, A5, "empty_rebound"))
+    gained = {name: (honest[name][0], auto) for name, (auto, _) in rebound.items() if auto > honest[name][0]}
+    assert not gained, (
+        f"a5: rebinding utils.checks, the check helpers and torch.allclose/isclose earned points that the same "
+        f"answers do not earn honestly (honest, rebound): {gained}"
+    )
+    hidden_only = {name for name in _test_cells(A5) if name.endswith("_hidden")}
+    earned = {name: rebound[name][0] for name in hidden_only if rebound[name][0]}
+    assert not earned, f"a5: the rebinding submission earned hidden-test points: {earned}"
+
+
+def test_empty_answers_earn_no_test_point(course):
+    root, _ = course
+    earned = {name: auto for name, (auto, _) in _tests(cell_scores(root, A5, "empty")).items() if auto}
+    assert not earned, f"a5: answers that compute nothing earned {earned}"
+
+
+def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
+    root, _ = course
+    tests = _tests(cell_scores(root, A5, "tampered_checks"))
+    assert len(tests) == len(_test_cells(A5)), (
+        f"the tampering submission was not graded as a whole: {sorted(tests)}"
+    )
+    earned = {name: auto for name, (auto, _) in tests.items() if auto}
+    assert not earned, (
+        f"a5: a submission that rebinds utils.checks, the notebook's helpers and the grader's _ref comparisons, and "
+        f"answers nothing, earned {earned}"
+    )
+
+
+def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(course):
+    _, results = course
+    for student in ("empty_rebound", "tampered_checks"):
+        assert results[student].notes.startswith("REVIEW, answer cells reach into the tests"), (
+            f"a5/{student}: notes {results[student].notes!r}"
+        )
+    honest = {
+        s: r.tampering
+        for s, r in results.items()
+        if s not in ("empty_rebound", "tampered_checks") and r.tampering
+    }
+    assert not honest, f"a5: honest answers were marked for review: {honest}"
+
+
+def test_feedback_shows_no_line_of_any_hidden_test(course):
+    root, _ = course
+    hidden = _hidden_lines(root, A5)
+    feedback = sorted((root / "grading" / "feedback").glob(f"*/{A5}/{A5}.html"))
+    assert len(feedback) == len(SUBMISSIONS), f"expected feedback for every a5 submission, found {feedback}"
+    for path in feedback:
+        leaked = sorted(hidden & _html_lines(path))
+        assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
