@@ -11,24 +11,21 @@ is not a matter of luck.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
 from test_grading import (
     _REBIND_THE_CHECKS,
-    ROOT,
     _hidden_lines,
     _html_lines,
     _replace,
     _tampered,
     _test_cells,
+    assert_solution_passes_its_tests,
+    auto_points,
     cell_scores,
     fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
-    make_submission,
+    grade_one_assignment,
+    visible_error,
 )
-
-from tools.grading import autograde, config, validate
 
 pytestmark = pytest.mark.grading
 
@@ -152,37 +149,11 @@ EXPECTED = {
 def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
     """A course with every a5 submission above, graded once: (root, {student: SubmissionResult})."""
     root = tmp_path_factory.mktemp("course_a5")
-    for folder in ("solutions", "assignments"):
-        (root / folder).mkdir()
-        src = ROOT / folder / A5
-        (root / folder / A5).mkdir()
-        for path in src.glob("*.ipynb"):
-            (root / folder / A5 / path.name).write_bytes(path.read_bytes())
-    (root / config.CONFIG_FILE).write_bytes((ROOT / config.CONFIG_FILE).read_bytes())
-    for student, edits in SUBMISSIONS.items():
-        folder = root / "grading" / "submitted" / student / A5
-        folder.mkdir(parents=True)
-        nbformat.write(make_submission(root, A5, edits), folder / f"{A5}.ipynb")
-    results = autograde.grade([A5], root=root, unsafe=grading_unsafe, echo=False)
-    return root, {r.student: r for r in results}
-
-
-def _tests(scores: dict) -> dict:
-    return {name: s for name, s in scores.items() if not name.endswith("_written")}
-
-
-def _visible_error(root: Path, student: str, grade_id: str) -> str:
-    """The error message a graded test cell showed (hidden part included: the autograded notebook)."""
-    nb = nbformat.read(root / "grading" / "autograded" / student / A5 / f"{A5}.ipynb", as_version=4)
-    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    return "\n".join(o.get("evalue", "") for o in cell.outputs if o.output_type == "error")
+    return root, grade_one_assignment(root, A5, SUBMISSIONS, grading_unsafe)
 
 
 def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
-    path = ROOT / "solutions" / A5 / f"{A5}.ipynb"
-    results = validate.validate(path)
-    failed = [cell["source"].splitlines()[0] for cell in results.get("failed", [])]
-    assert results == {}, f"{path.name}: the instructor solution fails test cells starting {failed}"
+    assert_solution_passes_its_tests(A5)
 
 
 def test_every_submission_was_graded(course):
@@ -196,9 +167,11 @@ def test_every_submission_was_graded(course):
 def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
     root, _ = course
     scores = cell_scores(root, A5, "solved")
-    short = {name: s for name, s in _tests(scores).items() if s[0] != s[1]}
+    short = {name: s for name, s in auto_points(scores).items() if s[0] != s[1]}
     assert not short, f"a5: the model answer loses points in {short}"
-    assert sum(most for _, most in _tests(scores).values()) == 23, "a5 has 23 test points (README, intro)"
+    assert sum(most for _, most in auto_points(scores).values()) == 23, (
+        "a5 has 23 test points (README, intro)"
+    )
     written = {name: s for name, s in scores.items() if name.endswith("_written")}
     assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
     assert sum(most for _, most in written.values()) == 12, "a5 has 12 written points (README, intro)"
@@ -213,20 +186,22 @@ def test_blank_submission_scores_zero(course):
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
     root, _ = course
-    lost = {name for name, (auto, most) in _tests(cell_scores(root, A5, student)).items() if auto != most}
+    lost = {
+        name for name, (auto, most) in auto_points(cell_scores(root, A5, student)).items() if auto != most
+    }
     expected, hints = EXPECTED[student]
     assert lost == expected, (
         f"a5/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}"
     )
     for grade_id, words in hints.items():
-        message = _visible_error(root, student, grade_id)
+        message = visible_error(root, A5, student, grade_id)
         assert words in message, f"a5/{student}: {grade_id} should say {words!r}; it said:\n{message[:600]}"
 
 
 def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
     root, _ = course
-    honest = _tests(cell_scores(root, A5, "empty"))
-    rebound = _tests(cell_scores(root, A5, "empty_rebound"))
+    honest = auto_points(cell_scores(root, A5, "empty"))
+    rebound = auto_points(cell_scores(root, A5, "empty_rebound"))
     gained = {name: (honest[name][0], auto) for name, (auto, _) in rebound.items() if auto > honest[name][0]}
     assert not gained, (
         f"a5: rebinding utils.checks, the check helpers and torch.allclose/isclose earned points that the same "
@@ -239,13 +214,13 @@ def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
 
 def test_empty_answers_earn_no_test_point(course):
     root, _ = course
-    earned = {name: auto for name, (auto, _) in _tests(cell_scores(root, A5, "empty")).items() if auto}
+    earned = {name: auto for name, (auto, _) in auto_points(cell_scores(root, A5, "empty")).items() if auto}
     assert not earned, f"a5: answers that compute nothing earned {earned}"
 
 
 def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
     root, _ = course
-    tests = _tests(cell_scores(root, A5, "tampered_checks"))
+    tests = auto_points(cell_scores(root, A5, "tampered_checks"))
     assert len(tests) == len(_test_cells(A5)), (
         f"the tampering submission was not graded as a whole: {sorted(tests)}"
     )
