@@ -236,7 +236,7 @@ class M2(nn.Module):
 
     def labelled_bound(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """L(x, y) = E_q(z|x,y)[log p(x | y, z)] + log p(y) - KL(q(z | x, y) || p(z)), one sample: [B]."""
-        onehot = F.one_hot(y, self.classes).to(x.dtype)
+        onehot = torch.eye(self.classes, device=x.device, dtype=x.dtype)[y]  # one-hot without a host sync
         mu, logvar = self.encode(x, onehot)
         z = reparameterize(mu, logvar)
         return (
