@@ -32,6 +32,8 @@
 * ``sequence``: sentence models (lecture 11): ``sentence_log_prob``, ``word_dropout``, ``kl_weight``,
   ``LSTMLanguageModel``, ``SentenceVAE`` (Bowman et al. 2016), ``SkipThought`` (Kiros et al. 2015),
   ``generate``, ``cosine_neighbours``, ``perplexity``.
+* ``structured``: lecture 12: the Gaussian ``filterbank``, ``attention_params``, ``attention_read`` /
+  ``attention_write``, ``DRAW`` (Gregor et al. 2015) and the semi-supervised ``M2`` (Kingma et al. 2014).
 * ``base``: ``GenerativeModel``, the contract of ``utils.train.fit``: ``loss(batch) -> dict`` and
   ``sample(n)``.
 
@@ -155,6 +157,14 @@ from utils.models.sequence import (
     sentence_log_prob,
     word_dropout,
 )
+from utils.models.structured import (
+    DRAW,
+    M2,
+    attention_params,
+    attention_read,
+    attention_write,
+    filterbank,
+)
 from utils.models.vae import VAE
 
 __all__ = [
@@ -273,4 +283,11 @@ __all__ = [
     "perplexity",
     "sentence_log_prob",
     "word_dropout",
+    # structured encoders and decoders (lecture 12)
+    "filterbank",
+    "attention_params",
+    "attention_read",
+    "attention_write",
+    "DRAW",
+    "M2",
 ]

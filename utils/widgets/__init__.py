@@ -23,7 +23,8 @@ layers, drawn with matplotlib), ``score_field`` (``ScoreField``, a noise-conditi
 2-D toy with Langevin particles moving in it), ``concrete`` (``ConcreteExplorer``, a temperature slider over
 Concrete samples on the 3-class simplex and relaxed one-hot codes), ``latent_compare`` (``LatentMapComparison``: several models' 2-D latent
 maps side by side over their priors' densities, decoded at one shared z), ``sentences`` (``SentenceHomotopy`` and ``NearestSentences``, text
-explorers of a sentence code space, lecture 11), ``images`` (decoding latents safely,
+explorers of a sentence code space, lecture 11), ``structured`` (``AnalogyGrid``, one example's style
+in every class, and ``frames_with_boxes``, DRAW's canvases with the attention window drawn, lecture 12), ``images`` (decoding latents safely,
 ``decode_images``, ``png_bytes``) and ``layout`` (sliders, columns, image widgets). A new explorer
 that two lectures use gets a module of its own here; a one-off widget stays in its lecture.
 """
@@ -37,6 +38,7 @@ from utils.widgets.latent_compare import LatentMapComparison, MapPanel
 from utils.widgets.replay import TrainingReplay
 from utils.widgets.score_field import ScoreField
 from utils.widgets.sentences import NearestSentences, SentenceHomotopy
+from utils.widgets.structured import AnalogyGrid, frames_with_boxes
 
 __all__ = [
     "LatentExplorer",
@@ -53,4 +55,7 @@ __all__ = [
     "MapPanel",
     "SentenceHomotopy",
     "NearestSentences",
+    # structured models (lecture 12)
+    "AnalogyGrid",
+    "frames_with_boxes",
 ]
