@@ -56,6 +56,24 @@ def test_read_then_write_with_the_transpose_reproduces_a_blurred_image():
     )
 
 
+def test_write_is_the_adjoint_of_read_with_different_filterbanks():
+    # <read(x), w> = gamma^2 <x, write(w)>; F_Y != F_X so a swapped or untransposed filterbank fails
+    torch.manual_seed(0)
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    fy = S.filterbank(t(10.0, 17.5), t(2.0, 3.0), t(1.0, 0.5), 5, 28)
+    fx = S.filterbank(t(20.5, 6.0), t(3.5, 1.5), t(0.7, 2.0), 5, 28)
+    x, w, gamma = (
+        torch.rand(2, 28, 28, dtype=torch.float64),
+        torch.randn(2, 5, 5, dtype=torch.float64),
+        t(2.0, 0.5),
+    )
+    lhs = (S.attention_read(x, fy, fx, gamma) * w).sum((1, 2))
+    rhs = gamma**2 * (x * S.attention_write(w, fy, fx, gamma)).sum((1, 2))
+    assert torch.allclose(lhs, rhs), (
+        "write should be F_Y^T w F_X / gamma, the transpose of read's F_Y x F_X^T"
+    )
+
+
 def test_draw_loss_is_reconstruction_at_the_last_canvas_plus_every_steps_kl():
     torch.manual_seed(0)
     draw = models.DRAW(steps=3, hidden=16, latent_dim=4, read_n=2, write_n=3)
