@@ -65,6 +65,25 @@ _LOO = "baseline = (f_values.sum() - f_values) / (n - 1)"
 _VAR = "draws.var(0, unbiased=True).sum()"
 _DRAWS = "torch.stack([estimator().detach() for _ in range(n_repeats)])"
 
+# Correct answers in other words: log1p, F.softmax, another detach placement and argmax, the LOO estimator as
+# 1/(n - 1) sum (f_i - mean f) grad log q_i (Kool et al.'s form, equal to the model's), float32 running sums.
+_ALTERNATIVE = {
+    "a5_gumbel_answer": "def gumbel_noise(u):\n    return -torch.log(-torch.log1p(u - 1))\n\n\n"
+    "def gumbel_softmax(logits, g, tau):\n    return F.softmax((logits + g) / tau, dim=-1)\n",
+    "a5_st_answer": "def st_gumbel_softmax(logits, g, tau):\n    soft = F.softmax((logits + g) / tau, dim=-1)\n"
+    "    hard = torch.zeros_like(soft).scatter_(-1, (logits + g).argmax(-1, keepdim=True), 1.0)\n"
+    "    return hard - soft.detach() + soft\n",
+    "a5_reinforce_answer": "def reinforce_loo(logits, z, f_values):\n    n = z.shape[0]\n"
+    "    log_q = torch.distributions.Categorical(logits=logits).log_prob(z)\n"
+    "    centred = f_values - f_values.mean()\n"
+    "    return f_values.mean() + (centred * (log_q - log_q.detach())).sum() / (n - 1)\n",
+    "a5_variance_answer": "def measure_variance(estimator, n_repeats):\n    first = estimator()\n"
+    "    s, s2 = torch.zeros(first.shape), torch.zeros(first.shape)\n"
+    "    for r in range(n_repeats):\n        x = (first if r == 0 else estimator()).detach().cpu()\n"
+    "        s += x\n        s2 += x * x\n    mean = s / n_repeats\n"
+    "    return mean, ((s2 - n_repeats * mean * mean) / (n_repeats - 1)).sum()\n",
+}
+
 # student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
 SUBMISSIONS = {
     "solved": {},
@@ -97,6 +116,10 @@ SUBMISSIONS = {
         ("a5_st_answer", _ST, "return soft"),
         ("a5_variance_answer", _VAR, "draws.std(0).sum()"),
     ),
+    # correct answers written otherwise than the model answer (rounding-level differences): full marks
+    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
+    # a correct total variance returned as a Python float: the exact test asks for a 0-dim tensor; it costs that once
+    "float_total": _edits(("a5_variance_answer", _VAR, "float(draws.var(0, unbiased=True).sum())")),
     "empty": _empty(rebind=False),
     "empty_rebound": _empty(rebind=True),
     "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
@@ -133,6 +156,7 @@ EXPECTED = {
             "a5_var_test_band": "near 0: one draw reused",
         },
     ),
+    "float_total": ({"a5_var_test_exact"}, {"a5_var_test_exact": "expected a 0-dim tensor, got float"}),
     "mistakes_c": (
         {"a5_gs_test_stable"} | {"a5_st_test_forward", "a5_st_hidden"} | _VAR_ALL,
         {
@@ -175,6 +199,12 @@ def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course)
     written = {name: s for name, s in scores.items() if name.endswith("_written")}
     assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
     assert sum(most for _, most in written.values()) == 12, "a5 has 12 written points (README, intro)"
+
+
+def test_correct_answers_written_otherwise_get_every_test_point(course):
+    root, _ = course
+    short = {name: s for name, s in auto_points(cell_scores(root, A5, "alternative")).items() if s[0] != s[1]}
+    assert not short, f"a5: a correct answer written otherwise than the model answer loses points in {short}"
 
 
 def test_blank_submission_scores_zero(course):
