@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,13 @@ def wait_for_kernel(server, relative: Path, timeout: float = 90.0) -> None:
 
 
 def open_notebook(page, server, relative: Path) -> None:
-    """Open a notebook in JupyterLab and wait until its kernel is idle and connected."""
-    page.goto(server.url(f"lab/tree/{relative.as_posix()}"))
+    """Open a notebook in JupyterLab and wait until its kernel is idle and connected.
+
+    Each page gets a workspace of its own: the default one restores the notebooks that earlier tests
+    opened, whose unrun cells would then keep "Run All" from ever looking finished (and hide this
+    notebook's cells behind another tab)."""
+    workspace = f"{relative.stem}-{uuid.uuid4().hex[:8]}"
+    page.goto(server.url(f"lab/workspaces/{workspace}/tree/{relative.as_posix()}"))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     wait_for_kernel(server, relative)
