@@ -7,25 +7,20 @@ documented shapes, the same answers after rebinding utils.checks and torch's com
 mistakes of the training step are chosen so that the coverage tests' verdict on them is not a matter of luck
 (results/a4_coverage_spread.md): the minimax loss covers the ring from a fresh start as well as the non-saturating
 one (so only the exact step tests may catch it), a flipped sign and a generator that never moves cover nothing on
-every seed measured.
+every seed measured. Mistakes in different answer cells are graded together, several per submission.
 """
 
 from __future__ import annotations
 
 import pytest
+from graded_course import GradedCourse
 from test_grading import (
     _REBIND_THE_CHECKS,
-    _hidden_lines,
-    _html_lines,
     _replace,
     _tampered,
-    _test_cells,
     assert_solution_passes_its_tests,
-    auto_points,
-    cell_scores,
     fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
     grade_one_assignment,
-    visible_error,
 )
 
 pytestmark = pytest.mark.grading
@@ -114,54 +109,26 @@ def jsd_by_optimal_discriminator(log_p, log_q, x_p, x_q):
 """,
 }
 
-# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
-SUBMISSIONS = {
-    "solved": {},
-    "untouched": None,
-    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
-    "log_of_sigmoid": {
-        "a4_losses_answer": _replace(
-            "return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()",
-            "return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()",
-        )
-    },
-    "densities_not_logs": {
-        "a4_opt_answer": _replace(
-            "return log_p - log_q + math.log(real_share) - math.log1p(-real_share)",
-            "p, q = real_share * log_p.exp(), (1 - real_share) * log_q.exp()\n    return torch.logit(p / (p + q))",
-        )
-    },
-    "minimax_step": {"a4_step_answer": _replace(_G_LOSS, "g_loss = -F.softplus(discriminator(fake)).mean()")},
-    "sign_step": {"a4_step_answer": _replace(_G_LOSS, "g_loss = -F.softplus(-discriminator(fake)).mean()")},
-    "generator_detached": {
-        "a4_step_answer": _replace(_G_LOSS, "g_loss = F.softplus(-discriminator(fake.detach())).mean()")
-    },
-    "aae_codes_attached": {
-        "a4_aae_answer": _replace(
-            "F.softplus(discriminator(z_codes.detach())).mean()", "F.softplus(discriminator(z_codes)).mean()"
-        )
-    },
-    "aae_minimax": {
-        "a4_aae_answer": _replace(
-            "enc_loss = F.softplus(-discriminator(z_codes)).mean()",
-            "enc_loss = -F.softplus(discriminator(z_codes)).mean()",
-        )
-    },
-    "empty": _empty(rebind=False),
-    "empty_rebound": _empty(rebind=True),
-    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
-}
-
 _STEP_EXACT = {"a4_step_test_sgd", "a4_step_hidden"}
 _COVERAGE = {"a4_cover_test_ring", "a4_cover_hidden"}
 
-# The test cells each mistake costs, and the words of the visible test's message that name it.
-EXPECTED = {
+# One typical mistake each: (answer cell, its edit, the test cells it costs, {visible test: words naming it}).
+MISTAKES = {
     "log_of_sigmoid": (
+        "a4_losses_answer",
+        _replace(
+            "return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()",
+            "return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()",
+        ),
         {"a4_loss_test_stable", "a4_loss_hidden"},
         {"a4_loss_test_stable": "write -log sigmoid(l) = softplus(-l)"},
     ),
     "densities_not_logs": (
+        "a4_opt_answer",
+        _replace(
+            "return log_p - log_q + math.log(real_share) - math.log1p(-real_share)",
+            "p, q = real_share * log_p.exp(), (1 - real_share) * log_q.exp()\n    return torch.logit(p / (p + q))",
+        ),
         {"a4_opt_test_tails", "a4_jsd_test_far"},
         {
             "a4_opt_test_tails": "work with log_p - log_q, never with exp(log_p)",
@@ -169,6 +136,8 @@ EXPECTED = {
         },
     ),
     "minimax_step": (
+        "a4_step_answer",
+        _replace(_G_LOSS, "g_loss = -F.softplus(discriminator(fake)).mean()"),
         _STEP_EXACT | {"a4_step_test_losses"},
         {
             "a4_step_test_sgd": "Likely mistake: the minimax generator loss",
@@ -176,18 +145,31 @@ EXPECTED = {
         },
     ),
     "sign_step": (
+        "a4_step_answer",
+        _replace(_G_LOSS, "g_loss = -F.softplus(-discriminator(fake)).mean()"),
         _STEP_EXACT | _COVERAGE | {"a4_step_test_losses"},
         {"a4_step_test_sgd": "Likely mistake: the generator's loss with the wrong sign"},
     ),
     "generator_detached": (
+        "a4_step_answer",
+        _replace(_G_LOSS, "g_loss = F.softplus(-discriminator(fake.detach())).mean()"),
         _STEP_EXACT | _COVERAGE,
         {"a4_step_test_sgd": "Likely mistake: the generator never moved"},
     ),
     "aae_codes_attached": (
+        "a4_aae_answer",
+        _replace(
+            "F.softplus(discriminator(z_codes.detach())).mean()", "F.softplus(discriminator(z_codes)).mean()"
+        ),
         {"a4_aae_test_disc_grad", "a4_aae_hidden"},
         {"a4_aae_test_disc_grad": "detach the codes in the discriminator's loss"},
     ),
     "aae_minimax": (
+        "a4_aae_answer",
+        _replace(
+            "enc_loss = F.softplus(-discriminator(z_codes)).mean()",
+            "enc_loss = -F.softplus(discriminator(z_codes)).mean()",
+        ),
         {"a4_aae_test_values", "a4_aae_test_enc_grad", "a4_aae_hidden"},
         {
             "a4_aae_test_values": "Likely mistake: the minimax loss mean log(1 - D(codes))",
@@ -196,12 +178,47 @@ EXPECTED = {
     ),
 }
 
+# To keep the suite short, mistakes in different answer cells share a submission (as in a5): each must still lose
+# exactly its own tests, so one submission loses the union, and each visible test must still name its mistake.
+COMBINED = {
+    "mistakes_a": ("log_of_sigmoid", "densities_not_logs", "minimax_step", "aae_codes_attached"),
+    "mistakes_b": ("sign_step", "aae_minimax"),
+    "mistakes_c": ("generator_detached",),
+}
+
+
+def _combined_edits(names: tuple[str, ...]) -> dict:
+    cells = [MISTAKES[name][0] for name in names]
+    assert len(set(cells)) == len(cells), f"one mistake per answer cell, got {cells}"
+    return {MISTAKES[name][0]: MISTAKES[name][1] for name in names}
+
+
+# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
+SUBMISSIONS = {
+    "solved": {},
+    "untouched": None,
+    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
+    **{student: _combined_edits(names) for student, names in COMBINED.items()},
+    "empty": _empty(rebind=False),
+    "empty_rebound": _empty(rebind=True),
+    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
+}
+
+# The test cells each combined submission loses, and the words of the visible tests' messages that name its mistakes.
+EXPECTED = {
+    student: (
+        set().union(*(MISTAKES[name][2] for name in names)),
+        {grade_id: words for name in names for grade_id, words in MISTAKES[name][3].items()},
+    )
+    for student, names in COMBINED.items()
+}
+
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
-    """A course with every a4 submission above, graded once: (root, {student: SubmissionResult})."""
+    """Every a4 submission above, graded once in a course of its own."""
     root = tmp_path_factory.mktemp("course_a4")
-    return root, grade_one_assignment(root, A4, SUBMISSIONS, grading_unsafe)
+    return GradedCourse(root, A4, grade_one_assignment(root, A4, SUBMISSIONS, grading_unsafe))
 
 
 def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
@@ -209,105 +226,41 @@ def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # 
 
 
 def test_every_submission_was_graded(course):
-    _, results = course
-    failed = {s: r.error for s, r in results.items() if not r.graded}
-    assert not failed and set(results) == set(SUBMISSIONS), (
-        f"a4 submissions not graded: {failed or sorted(results)}"
-    )
+    course.assert_every_submission_graded(SUBMISSIONS)
 
 
 def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
-    root, _ = course
-    scores = cell_scores(root, A4, "solved")
-    short = {name: s for name, s in auto_points(scores).items() if s[0] != s[1]}
-    assert not short, f"a4: the model answer loses points in {short}"
-    assert sum(most for _, most in auto_points(scores).values()) == 23, (
-        "a4 has 23 test points (README, intro)"
-    )
-    written = {name: s for name, s in scores.items() if name.endswith("_written")}
-    assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
-    assert sum(most for _, most in written.values()) == 12, "a4 has 12 written points (README, intro)"
+    course.assert_model_answer_full_marks(test_points=23, written_cells=4, written_points=12)
 
 
 def test_correct_answers_written_otherwise_get_every_test_point(course):
-    root, _ = course
-    short = {name: s for name, s in auto_points(cell_scores(root, A4, "alternative")).items() if s[0] != s[1]}
-    assert not short, f"a4: a correct answer written otherwise than the model answer loses points in {short}"
+    course.assert_full_marks("alternative", "a correct answer written otherwise than the model answer")
 
 
 def test_blank_submission_scores_zero(course):
-    root, _ = course
-    scores = cell_scores(root, A4, "untouched")
-    assert scores and all(auto == 0 for auto, _ in scores.values()), f"the untouched release scored {scores}"
+    course.assert_blank_scores_zero()
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
-    root, _ = course
-    lost = {
-        name for name, (auto, most) in auto_points(cell_scores(root, A4, student)).items() if auto != most
-    }
-    expected, hints = EXPECTED[student]
-    assert lost == expected, (
-        f"a4/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}"
-    )
-    for grade_id, words in hints.items():
-        message = visible_error(root, A4, student, grade_id)
-        assert words in message, f"a4/{student}: {grade_id} should say {words!r}; it said:\n{message[:600]}"
+    course.assert_loses_exactly(student, *EXPECTED[student])
 
 
 def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
-    root, _ = course
-    honest = auto_points(cell_scores(root, A4, "empty"))
-    rebound = auto_points(cell_scores(root, A4, "empty_rebound"))
-    gained = {name: (honest[name][0], auto) for name, (auto, _) in rebound.items() if auto > honest[name][0]}
-    assert not gained, (
-        f"a4: rebinding utils.checks, the check helpers and torch.allclose/isclose earned points that the same "
-        f"answers do not earn honestly (honest, rebound): {gained}"
-    )
-    hidden_only = {name for name in _test_cells(A4) if name.endswith("_hidden")}
-    earned = {name: rebound[name][0] for name in hidden_only if rebound[name][0]}
-    assert not earned, f"a4: the rebinding submission earned hidden-test points: {earned}"
+    course.assert_rebinding_gains_nothing()
 
 
 def test_empty_answers_earn_no_test_point(course):
-    root, _ = course
-    earned = {name: auto for name, (auto, _) in auto_points(cell_scores(root, A4, "empty")).items() if auto}
-    assert not earned, f"a4: answers that compute nothing earned {earned}"
+    course.assert_empty_answers_earn_nothing()
 
 
 def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
-    root, _ = course
-    tests = auto_points(cell_scores(root, A4, "tampered_checks"))
-    assert len(tests) == len(_test_cells(A4)), (
-        f"the tampering submission was not graded as a whole: {sorted(tests)}"
-    )
-    earned = {name: auto for name, (auto, _) in tests.items() if auto}
-    assert not earned, (
-        f"a4: a submission that rebinds utils.checks, the notebook's helpers and the grader's _ref comparisons, and "
-        f"answers nothing, earned {earned}"
-    )
+    course.assert_tampering_earns_nothing()
 
 
 def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(course):
-    _, results = course
-    for student in ("empty_rebound", "tampered_checks"):
-        assert results[student].notes.startswith("REVIEW, answer cells reach into the tests"), (
-            f"a4/{student}: notes {results[student].notes!r}"
-        )
-    honest = {
-        s: r.tampering
-        for s, r in results.items()
-        if s not in ("empty_rebound", "tampered_checks") and r.tampering
-    }
-    assert not honest, f"a4: honest answers were marked for review: {honest}"
+    course.assert_rebinders_marked_for_review_and_no_one_else()
 
 
 def test_feedback_shows_no_line_of_any_hidden_test(course):
-    root, _ = course
-    hidden = _hidden_lines(root, A4)
-    feedback = sorted((root / "grading" / "feedback").glob(f"*/{A4}/{A4}.html"))
-    assert len(feedback) == len(SUBMISSIONS), f"expected feedback for every a4 submission, found {feedback}"
-    for path in feedback:
-        leaked = sorted(hidden & _html_lines(path))
-        assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
+    course.assert_feedback_hides_hidden_tests(SUBMISSIONS)

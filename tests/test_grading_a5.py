@@ -12,19 +12,14 @@ is not a matter of luck.
 from __future__ import annotations
 
 import pytest
+from graded_course import GradedCourse
 from test_grading import (
     _REBIND_THE_CHECKS,
-    _hidden_lines,
-    _html_lines,
     _replace,
     _tampered,
-    _test_cells,
     assert_solution_passes_its_tests,
-    auto_points,
-    cell_scores,
     fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
     grade_one_assignment,
-    visible_error,
 )
 
 pytestmark = pytest.mark.grading
@@ -171,9 +166,9 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
-    """A course with every a5 submission above, graded once: (root, {student: SubmissionResult})."""
+    """Every a5 submission above, graded once in a course of its own."""
     root = tmp_path_factory.mktemp("course_a5")
-    return root, grade_one_assignment(root, A5, SUBMISSIONS, grading_unsafe)
+    return GradedCourse(root, A5, grade_one_assignment(root, A5, SUBMISSIONS, grading_unsafe))
 
 
 def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
@@ -181,105 +176,41 @@ def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # 
 
 
 def test_every_submission_was_graded(course):
-    _, results = course
-    failed = {s: r.error for s, r in results.items() if not r.graded}
-    assert not failed and set(results) == set(SUBMISSIONS), (
-        f"a5 submissions not graded: {failed or sorted(results)}"
-    )
+    course.assert_every_submission_graded(SUBMISSIONS)
 
 
 def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
-    root, _ = course
-    scores = cell_scores(root, A5, "solved")
-    short = {name: s for name, s in auto_points(scores).items() if s[0] != s[1]}
-    assert not short, f"a5: the model answer loses points in {short}"
-    assert sum(most for _, most in auto_points(scores).values()) == 23, (
-        "a5 has 23 test points (README, intro)"
-    )
-    written = {name: s for name, s in scores.items() if name.endswith("_written")}
-    assert len(written) == 4 and all(auto is None for auto, _ in written.values()), written
-    assert sum(most for _, most in written.values()) == 12, "a5 has 12 written points (README, intro)"
+    course.assert_model_answer_full_marks(test_points=23, written_cells=4, written_points=12)
 
 
 def test_correct_answers_written_otherwise_get_every_test_point(course):
-    root, _ = course
-    short = {name: s for name, s in auto_points(cell_scores(root, A5, "alternative")).items() if s[0] != s[1]}
-    assert not short, f"a5: a correct answer written otherwise than the model answer loses points in {short}"
+    course.assert_full_marks("alternative", "a correct answer written otherwise than the model answer")
 
 
 def test_blank_submission_scores_zero(course):
-    root, _ = course
-    scores = cell_scores(root, A5, "untouched")
-    assert scores and all(auto == 0 for auto, _ in scores.values()), f"the untouched release scored {scores}"
+    course.assert_blank_scores_zero()
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
-    root, _ = course
-    lost = {
-        name for name, (auto, most) in auto_points(cell_scores(root, A5, student)).items() if auto != most
-    }
-    expected, hints = EXPECTED[student]
-    assert lost == expected, (
-        f"a5/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}"
-    )
-    for grade_id, words in hints.items():
-        message = visible_error(root, A5, student, grade_id)
-        assert words in message, f"a5/{student}: {grade_id} should say {words!r}; it said:\n{message[:600]}"
+    course.assert_loses_exactly(student, *EXPECTED[student])
 
 
 def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
-    root, _ = course
-    honest = auto_points(cell_scores(root, A5, "empty"))
-    rebound = auto_points(cell_scores(root, A5, "empty_rebound"))
-    gained = {name: (honest[name][0], auto) for name, (auto, _) in rebound.items() if auto > honest[name][0]}
-    assert not gained, (
-        f"a5: rebinding utils.checks, the check helpers and torch.allclose/isclose earned points that the same "
-        f"answers do not earn honestly (honest, rebound): {gained}"
-    )
-    hidden_only = {name for name in _test_cells(A5) if name.endswith("_hidden")}
-    earned = {name: rebound[name][0] for name in hidden_only if rebound[name][0]}
-    assert not earned, f"a5: the rebinding submission earned hidden-test points: {earned}"
+    course.assert_rebinding_gains_nothing()
 
 
 def test_empty_answers_earn_no_test_point(course):
-    root, _ = course
-    earned = {name: auto for name, (auto, _) in auto_points(cell_scores(root, A5, "empty")).items() if auto}
-    assert not earned, f"a5: answers that compute nothing earned {earned}"
+    course.assert_empty_answers_earn_nothing()
 
 
 def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
-    root, _ = course
-    tests = auto_points(cell_scores(root, A5, "tampered_checks"))
-    assert len(tests) == len(_test_cells(A5)), (
-        f"the tampering submission was not graded as a whole: {sorted(tests)}"
-    )
-    earned = {name: auto for name, (auto, _) in tests.items() if auto}
-    assert not earned, (
-        f"a5: a submission that rebinds utils.checks, the notebook's helpers and the grader's _ref comparisons, and "
-        f"answers nothing, earned {earned}"
-    )
+    course.assert_tampering_earns_nothing()
 
 
 def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(course):
-    _, results = course
-    for student in ("empty_rebound", "tampered_checks"):
-        assert results[student].notes.startswith("REVIEW, answer cells reach into the tests"), (
-            f"a5/{student}: notes {results[student].notes!r}"
-        )
-    honest = {
-        s: r.tampering
-        for s, r in results.items()
-        if s not in ("empty_rebound", "tampered_checks") and r.tampering
-    }
-    assert not honest, f"a5: honest answers were marked for review: {honest}"
+    course.assert_rebinders_marked_for_review_and_no_one_else()
 
 
 def test_feedback_shows_no_line_of_any_hidden_test(course):
-    root, _ = course
-    hidden = _hidden_lines(root, A5)
-    feedback = sorted((root / "grading" / "feedback").glob(f"*/{A5}/{A5}.html"))
-    assert len(feedback) == len(SUBMISSIONS), f"expected feedback for every a5 submission, found {feedback}"
-    for path in feedback:
-        leaked = sorted(hidden & _html_lines(path))
-        assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
+    course.assert_feedback_hides_hidden_tests(SUBMISSIONS)

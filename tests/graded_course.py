@@ -1,0 +1,127 @@
+"""What every assignment's grading test asserts of its graded course, written once (a3, a4, a5).
+
+Each ``tests/test_grading_aN.py`` grades its submissions in a module fixture and keeps one named test per
+property; the test's body is one call to a method here, so a property is checked the same way for every
+assignment and its failure message says which assignment, which submission and what went wrong.
+The submission names are the course's convention: ``solved`` (the model answer), ``untouched`` (the
+release as handed out), ``empty`` (honest answers of the documented shapes that compute nothing),
+``empty_rebound`` (the same after rebinding utils.checks and torch's comparisons) and
+``tampered_checks`` (a submission that rebinds everything the tests call and answers nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from test_grading import _hidden_lines, _html_lines, _test_cells, auto_points, cell_scores, visible_error
+
+REBINDERS = ("empty_rebound", "tampered_checks")  # the submissions that reach into the tests
+
+
+@dataclass
+class GradedCourse:
+    """One assignment graded in a temporary course: ``root``, its ``name`` and ``{student: SubmissionResult}``."""
+
+    root: Path
+    name: str
+    results: dict
+
+    def points(self, student: str) -> dict[str, tuple[float, float]]:
+        """{test cell: (points earned, most)} of one submission."""
+        return auto_points(cell_scores(self.root, self.name, student))
+
+    def assert_every_submission_graded(self, submissions: dict) -> None:
+        failed = {s: r.error for s, r in self.results.items() if not r.graded}
+        assert not failed and set(self.results) == set(submissions), (
+            f"{self.name} submissions not graded: {failed or sorted(self.results)}"
+        )
+
+    def assert_model_answer_full_marks(
+        self, test_points: int, written_cells: int, written_points: int
+    ) -> None:
+        """The model answer earns every test point; the written answers wait for a grader (no automatic score)."""
+        scores = cell_scores(self.root, self.name, "solved")
+        short = {name: s for name, s in auto_points(scores).items() if s[0] != s[1]}
+        assert not short, f"{self.name}: the model answer loses points in {short}"
+        total = sum(most for _, most in auto_points(scores).values())
+        assert total == test_points, (
+            f"{self.name} has {test_points} test points (README, intro), the notebook {total}"
+        )
+        written = {name: s for name, s in scores.items() if name.endswith("_written")}
+        assert len(written) == written_cells and all(auto is None for auto, _ in written.values()), written
+        most = sum(most for _, most in written.values())
+        assert most == written_points, (
+            f"{self.name} has {written_points} written points (README, intro), not {most}"
+        )
+
+    def assert_full_marks(self, student: str, what: str) -> None:
+        short = {name: s for name, s in self.points(student).items() if s[0] != s[1]}
+        assert not short, f"{self.name}: {what} loses points in {short}"
+
+    def assert_blank_scores_zero(self) -> None:
+        scores = cell_scores(self.root, self.name, "untouched")
+        assert scores and all(auto == 0 for auto, _ in scores.values()), (
+            f"{self.name}: the untouched release scored {scores}"
+        )
+
+    def assert_loses_exactly(self, student: str, expected: set[str], hints: dict[str, str]) -> None:
+        """The submission loses the points of ``expected`` and no others; each visible test in ``hints`` names
+        the mistake in its error message."""
+        lost = {name for name, (auto, most) in self.points(student).items() if auto != most}
+        assert lost == expected, (
+            f"{self.name}/{student}: lost points in {sorted(lost)}, expected exactly {sorted(expected)}"
+        )
+        for grade_id, words in hints.items():
+            message = visible_error(self.root, self.name, student, grade_id)
+            assert words in message, (
+                f"{self.name}/{student}: {grade_id} should say {words!r}; it said:\n{message[:600]}"
+            )
+
+    def assert_rebinding_gains_nothing(self) -> None:
+        """Rebinding the checks earns no point that the same answers do not earn honestly, and no hidden point."""
+        honest, rebound = self.points("empty"), self.points("empty_rebound")
+        gained = {
+            name: (honest[name][0], auto) for name, (auto, _) in rebound.items() if auto > honest[name][0]
+        }
+        assert not gained, (
+            f"{self.name}: rebinding utils.checks, the check helpers and torch.allclose/isclose earned points that "
+            f"the same answers do not earn honestly (honest, rebound): {gained}"
+        )
+        hidden_only = {name for name in _test_cells(self.name) if name.endswith("_hidden")}
+        earned = {name: rebound[name][0] for name in hidden_only if rebound[name][0]}
+        assert not earned, f"{self.name}: the rebinding submission earned hidden-test points: {earned}"
+
+    def assert_empty_answers_earn_nothing(self) -> None:
+        earned = {name: auto for name, (auto, _) in self.points("empty").items() if auto}
+        assert not earned, f"{self.name}: answers that compute nothing earned {earned}"
+
+    def assert_tampering_earns_nothing(self) -> None:
+        tests = self.points("tampered_checks")
+        assert len(tests) == len(_test_cells(self.name)), (
+            f"{self.name}: the tampering submission was not graded as a whole: {sorted(tests)}"
+        )
+        earned = {name: auto for name, (auto, _) in tests.items() if auto}
+        assert not earned, (
+            f"{self.name}: a submission that rebinds utils.checks, the notebook's helpers and the grader's _ref "
+            f"comparisons, and answers nothing, earned {earned}"
+        )
+
+    def assert_rebinders_marked_for_review_and_no_one_else(self) -> None:
+        for student in REBINDERS:
+            notes = self.results[student].notes
+            assert notes.startswith("REVIEW, answer cells reach into the tests"), (
+                f"{self.name}/{student}: notes {notes!r}"
+            )
+        honest = {s: r.tampering for s, r in self.results.items() if s not in REBINDERS and r.tampering}
+        assert not honest, f"{self.name}: honest answers were marked for review: {honest}"
+
+    def assert_feedback_hides_hidden_tests(self, submissions: dict) -> None:
+        hidden = _hidden_lines(self.root, self.name)
+        feedback = sorted((self.root / "grading" / "feedback").glob(f"*/{self.name}/{self.name}.html"))
+        assert len(feedback) == len(submissions), (
+            f"expected feedback for every {self.name} submission, found {feedback}"
+        )
+        for path in feedback:
+            leaked = sorted(hidden & _html_lines(path))
+            assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
