@@ -684,11 +684,29 @@ def test_a_schedule_function_returning_a_negative_rate_is_named():
         )
 
 
-def test_a_schedule_with_several_optimizers_is_refused():
-    model = TwoPlayers()
-    opts = {"critic": torch.optim.SGD([model.critic], lr=0.2), "gen": torch.optim.SGD([model.gen], lr=0.2)}
-    with pytest.raises(ValueError, match="training_step"):
-        quiet_fit(model, torch.randn(64), steps=2, optimizer=opts, lr_schedule=[(1, 0.1)])
+class TwoPlayersRecordingLr(TwoPlayers):
+    """TwoPlayers that records both optimizers' rates at every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates: list[tuple[float, float]] = []
+
+    def training_step(self, batch, optimizers):
+        self.rates.append(
+            (optimizers["critic"].param_groups[0]["lr"], optimizers["gen"].param_groups[0]["lr"])
+        )
+        return super().training_step(batch, optimizers)
+
+
+def test_a_schedule_with_several_optimizers_sets_every_players_rate():
+    model = TwoPlayersRecordingLr()
+    opts = {"critic": torch.optim.SGD([model.critic], lr=0.2), "gen": torch.optim.SGD([model.gen], lr=0.7)}
+    history = quiet_fit(
+        model, torch.randn(64), epochs=4, batch_size=32, optimizer=opts, lr_schedule=[(3, 0.1), (4, 0.01)]
+    )
+    expected = [(0.1, 0.1)] * 6 + [(0.01, 0.01)] * 2  # 2 steps per epoch: stage 1 for 3 epochs, then stage 2
+    assert model.rates == expected, f"rates per step (critic, gen) {model.rates}, expected {expected}"
+    assert history["lr"][-1] == 0.01, f"logged lr {history['lr']}"
 
 
 def test_resume_mid_schedule_continues_in_the_right_stage(tmp_path):

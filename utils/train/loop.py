@@ -202,6 +202,8 @@ def fit(
         index. Written into every param group of the optimizer before each update (it overrides
         ``lr``, and the optimizer keeps the last rate afterwards); logged as ``history["lr"]``.
         Works with every speed: under CUDA graphs the rate lives in a device tensor updated in place.
+        With several optimizers (a dict) it sets the rate of every one of them, e.g. to lower both
+        players' rates for the last epochs of a GAN.
     optimizer: default ``adam(model, lr)`` (fused and capturable on CUDA). For several players
         (GANs) pass a dict ``{"gen": opt_g, "disc": opt_d}``; the model must then define
         ``training_step(batch, optimizers) -> dict`` that zeroes, backpropagates and steps each
@@ -262,10 +264,6 @@ def fit(
             )
         if grad_clip is not None:
             raise ValueError("grad_clip applies to fit's own step; with training_step, clip inside the hook.")
-        if lr_schedule is not None:
-            raise ValueError(
-                "lr_schedule sets the rate of fit's one optimizer; with several, change their rates in training_step."
-            )
     elif not callable(getattr(model, "loss", None)):
         raise ModelContractError(
             f"{type(model).__name__} has no loss(batch) method; the training loop needs one that returns "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -90,9 +90,18 @@ class ScheduledLr:
     changes, so a stage costs one tiny kernel, not one per step.
     """
 
-    def __init__(self, schedule: Schedule, optimizer: torch.optim.Optimizer, in_place: bool, device):
+    def __init__(
+        self,
+        schedule: Schedule,
+        optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
+        in_place: bool,
+        device,
+    ):
         self.schedule = schedule
-        self.groups = optimizer.param_groups
+        optimizers = optimizer.values() if isinstance(optimizer, Mapping) else [optimizer]
+        self.groups = [
+            group for opt in optimizers for group in opt.param_groups
+        ]  # every player's, for a dict
         self.converted = False
         if in_place:
             for group in self.groups:
