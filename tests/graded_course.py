@@ -14,7 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from test_grading import _hidden_lines, _html_lines, _test_cells, auto_points, cell_scores, visible_error
+import pytest
+from test_grading import (
+    _hidden_lines,
+    _html_lines,
+    _test_cells,
+    assert_solution_passes_its_tests,
+    auto_points,
+    cell_scores,
+    grade_one_assignment,
+    visible_error,
+)
 
 REBINDERS = ("empty_rebound", "tampered_checks")  # the submissions that reach into the tests
 
@@ -125,3 +135,72 @@ class GradedCourse:
         for path in feedback:
             leaked = sorted(hidden & _html_lines(path))
             assert not leaked, f"{path} shows hidden test lines: {leaked[:3]}"
+
+
+class GradedAssignmentTests:
+    """The tests every graded assignment shares. A test module subclasses it as ``Test...`` and sets:
+
+    ``ASSIGNMENT`` (its folder name), ``SUBMISSIONS`` (student -> edits of the solved notebook; None for the release;
+    it must hold ``solved``, ``untouched``, ``empty``, ``empty_rebound`` and ``tampered_checks``), ``EXPECTED``
+    (student -> (the test cells it must lose, {visible test: words naming the mistake})), ``FULL_MARKS`` (students
+    other than ``solved`` whose answers are correct, written otherwise: {student: what they are}) and the points the
+    README and the notebook's introduction announce (``TEST_POINTS``, ``WRITTEN_CELLS``, ``WRITTEN_POINTS``).
+    The whole course is graded once per class (a few minutes on two cores).
+    """
+
+    ASSIGNMENT: str
+    SUBMISSIONS: dict
+    EXPECTED: dict
+    FULL_MARKS: dict = {}
+    TEST_POINTS: int
+    WRITTEN_CELLS: int
+    WRITTEN_POINTS: int
+
+    def pytest_generate_tests(self, metafunc):
+        # one test per mistaken submission and one per correct alternative, named after the student
+        if "mistaken" in metafunc.fixturenames:
+            metafunc.parametrize("mistaken", sorted(self.EXPECTED))
+        if "alternative" in metafunc.fixturenames:
+            metafunc.parametrize("alternative", sorted(self.FULL_MARKS))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def course(cls, tmp_path_factory, fast_kernels, grading_unsafe) -> GradedCourse:
+        """Every submission, graded once in a course of its own."""
+        root = tmp_path_factory.mktemp(f"course_{cls.ASSIGNMENT}")
+        return GradedCourse(
+            root, cls.ASSIGNMENT, grade_one_assignment(root, cls.ASSIGNMENT, cls.SUBMISSIONS, grading_unsafe)
+        )
+
+    def test_solution_source_passes_every_visible_and_hidden_test(self, fast_kernels):
+        assert_solution_passes_its_tests(self.ASSIGNMENT)
+
+    def test_every_submission_was_graded(self, course):
+        course.assert_every_submission_graded(self.SUBMISSIONS)
+
+    def test_model_answer_gets_every_test_point_and_waits_for_written_grades(self, course):
+        course.assert_model_answer_full_marks(self.TEST_POINTS, self.WRITTEN_CELLS, self.WRITTEN_POINTS)
+
+    def test_correct_answers_written_otherwise_get_every_test_point(self, course, alternative):
+        course.assert_full_marks(alternative, self.FULL_MARKS[alternative])
+
+    def test_blank_submission_scores_zero(self, course):
+        course.assert_blank_scores_zero()
+
+    def test_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(self, course, mistaken):
+        course.assert_loses_exactly(mistaken, *self.EXPECTED[mistaken])
+
+    def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(self, course):
+        course.assert_rebinding_gains_nothing()
+
+    def test_empty_answers_earn_no_test_point(self, course):
+        course.assert_empty_answers_earn_nothing()
+
+    def test_tampering_with_everything_the_tests_call_earns_no_test_point(self, course):
+        course.assert_tampering_earns_nothing()
+
+    def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(self, course):
+        course.assert_rebinders_marked_for_review_and_no_one_else()
+
+    def test_feedback_shows_no_line_of_any_hidden_test(self, course):
+        course.assert_feedback_hides_hidden_tests(self.SUBMISSIONS)

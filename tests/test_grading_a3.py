@@ -2,24 +2,23 @@
 
 tests/test_grading.py grades a1 and a2 in one module-wide course; its fixture is not parametrised over
 assignments, so a3 gets a course of its own here, made with that module's helpers (make_submission,
-cell_scores, the edits and the tampering rewrite). Submissions: the model answer, the untouched
-release, typical mistakes (each must lose exactly its tests, with the visible one naming the mistake),
-honest but empty answers of the documented shapes, the same answers after rebinding utils.checks and
-torch's comparisons, and a2's tamperer (everything the tests call rebound, every function returning its
-first argument). The course is graded once (about 10 notebooks, a few minutes on two cores).
+cell_scores, the edits and the tampering rewrite). Submissions: the model answer, correct answers written
+otherwise (each must keep every point), the untouched release, typical mistakes (each must lose exactly its
+tests, with the visible one naming the mistake), honest but empty answers of the documented shapes, the same
+answers after rebinding utils.checks and torch's comparisons, and a2's tamperer (everything the tests call
+rebound, every function returning its first argument). Mistakes in different answer cells share a submission,
+as in a4 and a5; the course is graded once (8 notebooks, a few minutes on two cores).
 """
 
 from __future__ import annotations
 
 import pytest
-from graded_course import GradedCourse
+from graded_course import GradedAssignmentTests
 from test_grading import (
     _REBIND_THE_CHECKS,
     _replace,
     _tampered,
-    assert_solution_passes_its_tests,
-    fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
-    grade_one_assignment,
+    fast_kernels,  # noqa: F401  (a module fixture that the grading tests' course fixture requests)
 )
 
 pytestmark = pytest.mark.grading
@@ -61,33 +60,86 @@ def _empty(rebind: bool) -> dict:
     return edits
 
 
-# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
-SUBMISSIONS = {
-    "solved": {},
-    "untouched": None,
-    "logdet_sign": {
-        "a3_coupling_forward_answer": _replace(
-            "log_det = ((1 - mask) * log_s).sum(-1)", "log_det = -((1 - mask) * log_s).sum(-1)"
-        )
-    },
-    "made_ge": {
-        "a3_made_answer": _replace("output = (ordering[:, None] > ", "output = (ordering[:, None] >= ")
-    },
-    "layers_in_order": {"a3_logprob_answer": _replace("reversed(layers)", "layers")},
-    "natural_order": {"a3_ancestral_answer": _replace("torch.argsort(ordering).tolist()", "range(dim)")},
-    "one_maf_pass": {"a3_maf_forward_answer": _replace("range(u.shape[-1])", "range(1)")},
-    "empty": _empty(rebind=False),
-    "empty_rebound": _empty(rebind=True),
-    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
+# Correct answers written otherwise than the model answer, in forms a student is likely to choose: torch.where and
+# division in the couplings; torch.ge/gt with torch.cat in the masks; torch.distributions.Normal for log N(z) and the
+# layers walked by index from the last; the log-determinant summed once at the end of sampling; the MAF's scale
+# undone by division, and its log-determinant from one more call of net on the finished x (D + 1 calls);
+# the autoregressive draw walked by position, with log sigmoid and no clone. Each must keep every test point.
+_ALTERNATIVE = {
+    "a3_coupling_forward_answer": """def coupling_forward(x, mask, net):
+    log_s, t = net(x * mask)
+    keep = mask.bool().expand_as(x)
+    y = torch.where(keep, x, torch.exp(log_s) * x + t)
+    return y, torch.where(keep, torch.zeros_like(log_s), log_s).sum(dim=1)
+""",
+    "a3_coupling_inverse_answer": """def coupling_inverse(y, mask, net):
+    log_s, t = net(y * mask)
+    keep = mask.bool().expand_as(y)
+    x = torch.where(keep, y, (y - t) / torch.exp(log_s))
+    return x, -torch.where(keep, torch.zeros_like(log_s), log_s).sum(dim=1)
+""",
+    "a3_made_answer": """def made_masks(ordering, hidden_degrees, n_params=1):
+    masks, previous = [], ordering
+    for degrees in hidden_degrees:
+        masks.append(torch.ge(degrees.unsqueeze(1), previous.unsqueeze(0)).to(torch.float32))
+        previous = degrees
+    output = torch.gt(ordering.unsqueeze(1), previous.unsqueeze(0)).to(torch.float32)
+    masks.append(torch.cat([output] * n_params, dim=0))
+    return masks
+""",
+    "a3_logprob_answer": """def flow_log_prob(x, layers):
+    total = 0.0
+    for i in range(len(layers) - 1, -1, -1):
+        x, log_det = layers[i].inverse(x)
+        total = total + log_det
+    base = torch.distributions.Normal(torch.zeros((), dtype=x.dtype, device=x.device), 1.0)
+    return base.log_prob(x).sum(dim=-1) + total
+""",
+    "a3_sample_answer": """def flow_sample(layers, n, dim, generator=None):
+    z = torch.randn(n, dim, generator=generator, device=device)
+    log_q = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(dim=1)
+    x, total = z, torch.zeros_like(log_q)
+    for layer in layers:
+        x, log_det = layer.forward(x)
+        total += log_det
+    return x, log_q - total
+""",
+    "a3_maf_inverse_answer": """def maf_inverse(x, net):
+    mu, alpha = net(x)
+    return (x - mu) / torch.exp(alpha), -torch.sum(alpha, dim=-1)
+""",
+    "a3_maf_forward_answer": """def maf_forward(u, net):
+    x = torch.zeros_like(u)
+    for _ in range(u.shape[1]):
+        mu, alpha = net(x)
+        x = mu + torch.exp(alpha) * u
+    _, alpha = net(x)  # alpha of the finished x, from a call of its own
+    return x, torch.sum(alpha, dim=1)
+""",
+    "a3_ancestral_answer": """def ancestral_sample(conditional, ordering, n, generator=None):
+    x = torch.zeros(n, len(ordering), device=ordering.device)
+    log_p = torch.zeros(n, device=ordering.device)
+    for position in range(1, len(ordering) + 1):
+        d = int((ordering == position).nonzero())
+        logit = conditional(x)[:, d]
+        one = torch.rand(n, generator=generator, device=ordering.device) < torch.sigmoid(logit)
+        x = torch.where(torch.arange(len(ordering), device=x.device) == d, one.float()[:, None], x)
+        log_p += torch.where(one, nn.functional.logsigmoid(logit), nn.functional.logsigmoid(-logit))
+    return x, log_p
+""",
 }
 
-# The test cells each mistake costs, and the words of the visible test's message that name it.
-EXPECTED = {
+# One typical mistake each: (answer cell, its edit, the test cells it costs, {visible test: words naming it}).
+MISTAKES = {
     "logdet_sign": (
+        "a3_coupling_forward_answer",
+        _replace("log_det = ((1 - mask) * log_s).sum(-1)", "log_det = -((1 - mask) * log_s).sum(-1)"),
         {"a3_coupling_test_logdet", "a3_coupling_hidden"},
         {"a3_coupling_test_logdet": "Likely mistake: the sign flipped"},
     ),
     "made_ge": (
+        "a3_made_answer",
+        _replace("output = (ordering[:, None] > ", "output = (ordering[:, None] >= "),
         {"a3_made_test_masks", "a3_made_test_autoregressive", "a3_made_test_direct", "a3_made_hidden"},
         {
             "a3_made_test_masks": "Likely mistake: >= on the output, where > belongs",
@@ -95,59 +147,62 @@ EXPECTED = {
         },
     ),
     "layers_in_order": (
+        "a3_logprob_answer",
+        _replace("reversed(layers)", "layers"),
         {"a3_logprob_test_order", "a3_logprob_hidden"},
         {"a3_logprob_test_order": "Likely mistake: the layers undone in the order listed"},
     ),
     "natural_order": (
+        "a3_ancestral_answer",
+        _replace("torch.argsort(ordering).tolist()", "range(dim)"),
         {"a3_ar_test_frequencies", "a3_ar_test_log_prob", "a3_ar_hidden"},
         {"a3_ar_test_frequencies": "Likely mistake: the entries drawn in the order 0, 1, 2"},
     ),
     "one_maf_pass": (
+        "a3_maf_forward_answer",
+        _replace("range(u.shape[-1])", "range(1)"),
         {"a3_maf_test_forward", "a3_maf_hidden"},
         {"a3_maf_test_forward": "Likely mistake: maf_forward called net 1 times"},
     ),
 }
 
-
-@pytest.fixture(scope="module")
-def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
-    """Every a3 submission above, graded once in a course of its own."""
-    root = tmp_path_factory.mktemp("course_a3")
-    return GradedCourse(root, A3, grade_one_assignment(root, A3, SUBMISSIONS, grading_unsafe))
-
-
-def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
-    assert_solution_passes_its_tests(A3)
+# No two of these mistakes share an answer cell or a test cell, so each submission must lose exactly the union.
+COMBINED = {
+    "mistakes_a": ("logdet_sign", "made_ge", "natural_order"),
+    "mistakes_b": ("layers_in_order", "one_maf_pass"),
+}
 
 
-def test_every_submission_was_graded(course):
-    course.assert_every_submission_graded(SUBMISSIONS)
+def _combined_edits(names: tuple[str, ...]) -> dict:
+    cells = [MISTAKES[name][0] for name in names]
+    assert len(set(cells)) == len(cells), f"one mistake per answer cell, got {cells}"
+    return {MISTAKES[name][0]: MISTAKES[name][1] for name in names}
 
 
-def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
-    course.assert_model_answer_full_marks(test_points=25, written_cells=3, written_points=9)
+# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
+SUBMISSIONS = {
+    "solved": {},
+    "untouched": None,
+    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
+    **{student: _combined_edits(names) for student, names in COMBINED.items()},
+    "empty": _empty(rebind=False),
+    "empty_rebound": _empty(rebind=True),
+    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
+}
+
+# The test cells each combined submission loses, and the words of the visible tests' messages that name its mistakes.
+EXPECTED = {
+    student: (
+        set().union(*(MISTAKES[name][2] for name in names)),
+        {grade_id: words for name in names for grade_id, words in MISTAKES[name][3].items()},
+    )
+    for student, names in COMBINED.items()
+}
 
 
-def test_blank_submission_scores_zero(course):
-    course.assert_blank_scores_zero()
-
-
-@pytest.mark.parametrize("student", sorted(EXPECTED))
-def test_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
-    course.assert_loses_exactly(student, *EXPECTED[student])
-
-
-def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
-    course.assert_rebinding_gains_nothing()
-
-
-def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
-    course.assert_tampering_earns_nothing()
-
-
-def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(course):
-    course.assert_rebinders_marked_for_review_and_no_one_else()
-
-
-def test_feedback_shows_no_line_of_any_hidden_test(course):
-    course.assert_feedback_hides_hidden_tests(SUBMISSIONS)
+class TestA3FlowsAr(GradedAssignmentTests):
+    ASSIGNMENT = A3
+    SUBMISSIONS = SUBMISSIONS
+    EXPECTED = EXPECTED
+    FULL_MARKS = {"alternative": "a correct answer written otherwise than the model answer"}
+    TEST_POINTS, WRITTEN_CELLS, WRITTEN_POINTS = 25, 3, 9

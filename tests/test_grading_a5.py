@@ -12,14 +12,12 @@ is not a matter of luck.
 from __future__ import annotations
 
 import pytest
-from graded_course import GradedCourse
+from graded_course import GradedAssignmentTests
 from test_grading import (
     _REBIND_THE_CHECKS,
     _replace,
     _tampered,
-    assert_solution_passes_its_tests,
-    fast_kernels,  # noqa: F401  (a module fixture: FAST kernels with one thread each)
-    grade_one_assignment,
+    fast_kernels,  # noqa: F401  (a module fixture that the grading tests' course fixture requests)
 )
 
 pytestmark = pytest.mark.grading
@@ -164,53 +162,9 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory, fast_kernels, grading_unsafe):  # noqa: F811
-    """Every a5 submission above, graded once in a course of its own."""
-    root = tmp_path_factory.mktemp("course_a5")
-    return GradedCourse(root, A5, grade_one_assignment(root, A5, SUBMISSIONS, grading_unsafe))
-
-
-def test_solution_source_passes_every_visible_and_hidden_test(fast_kernels):  # noqa: F811
-    assert_solution_passes_its_tests(A5)
-
-
-def test_every_submission_was_graded(course):
-    course.assert_every_submission_graded(SUBMISSIONS)
-
-
-def test_model_answer_gets_every_test_point_and_waits_for_written_grades(course):
-    course.assert_model_answer_full_marks(test_points=23, written_cells=4, written_points=12)
-
-
-def test_correct_answers_written_otherwise_get_every_test_point(course):
-    course.assert_full_marks("alternative", "a correct answer written otherwise than the model answer")
-
-
-def test_blank_submission_scores_zero(course):
-    course.assert_blank_scores_zero()
-
-
-@pytest.mark.parametrize("student", sorted(EXPECTED))
-def test_each_mistake_loses_exactly_its_tests_and_the_visible_one_names_it(course, student):
-    course.assert_loses_exactly(student, *EXPECTED[student])
-
-
-def test_rebinding_the_checks_earns_nothing_over_the_same_empty_answers(course):
-    course.assert_rebinding_gains_nothing()
-
-
-def test_empty_answers_earn_no_test_point(course):
-    course.assert_empty_answers_earn_nothing()
-
-
-def test_tampering_with_everything_the_tests_call_earns_no_test_point(course):
-    course.assert_tampering_earns_nothing()
-
-
-def test_rebinding_answers_are_marked_for_review_and_honest_ones_are_not(course):
-    course.assert_rebinders_marked_for_review_and_no_one_else()
-
-
-def test_feedback_shows_no_line_of_any_hidden_test(course):
-    course.assert_feedback_hides_hidden_tests(SUBMISSIONS)
+class TestA5Discrete(GradedAssignmentTests):
+    ASSIGNMENT = A5
+    SUBMISSIONS = SUBMISSIONS
+    EXPECTED = EXPECTED
+    FULL_MARKS = {"alternative": "a correct answer written otherwise than the model answer"}
+    TEST_POINTS, WRITTEN_CELLS, WRITTEN_POINTS = 23, 4, 12
