@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from test_grading import (
+    _REBIND_THE_CHECKS,
     _hidden_lines,
     _html_lines,
+    _tampered,
     _test_cells,
     assert_solution_passes_its_tests,
     auto_points,
@@ -27,6 +29,51 @@ from test_grading import (
 )
 
 REBINDERS = ("empty_rebound", "tampered_checks")  # the submissions that reach into the tests
+
+
+def rewritten(answers: dict[str, str]) -> dict:
+    """Edits that replace the whole source of each named answer cell by the one given."""
+    return {cell: (lambda source, new=new: new) for cell, new in answers.items()}
+
+
+def standard_submissions(
+    answers: tuple[str, ...], empty: dict[str, str], alternative: dict[str, str]
+) -> dict:
+    """The submissions every assignment grades, as {student: edits of the solved notebook} (None: the release).
+
+    ``empty``: honest answers of the documented shapes that compute nothing, one source per answer cell;
+    ``empty_rebound`` is the same with the first answer cell also rebinding utils.checks, the check helpers and
+    torch's comparisons; ``tampered_checks`` rebinds everything the tests call in every answer cell and answers
+    nothing; ``alternative``: correct answers written otherwise than the model answer.
+    """
+    first = answers[0]
+    return {
+        "solved": {},
+        "untouched": None,
+        "alternative": rewritten(alternative),
+        "empty": rewritten(empty),
+        "empty_rebound": {**rewritten(empty), first: lambda source: _REBIND_THE_CHECKS + empty[first]},
+        "tampered_checks": dict.fromkeys(answers, _tampered),
+    }
+
+
+def combined_mistakes(mistakes: dict, combined: dict) -> tuple[dict, dict]:
+    """Submissions that each make several typical mistakes at once, and what each must lose.
+
+    ``mistakes``: {name: (answer cell, its edit, the test cells it costs, {visible test: words naming it})};
+    ``combined``: {student: names}, at most one mistake per answer cell. Returns ({student: edits},
+    {student: (the union of the test cells, every visible test's words)}), as ``GradedAssignmentTests`` takes them.
+    """
+    submissions, expected = {}, {}
+    for student, names in combined.items():
+        cells = [mistakes[name][0] for name in names]
+        assert len(set(cells)) == len(cells), f"{student}: one mistake per answer cell, got {cells}"
+        submissions[student] = {mistakes[name][0]: mistakes[name][1] for name in names}
+        expected[student] = (
+            set().union(*(mistakes[name][2] for name in names)),
+            {grade_id: words for name in names for grade_id, words in mistakes[name][3].items()},
+        )
+    return submissions, expected
 
 
 @dataclass

@@ -13,11 +13,9 @@ every seed measured. Mistakes in different answer cells are graded together, sev
 from __future__ import annotations
 
 import pytest
-from graded_course import GradedAssignmentTests
+from graded_course import GradedAssignmentTests, combined_mistakes, standard_submissions
 from test_grading import (
-    _REBIND_THE_CHECKS,
     _replace,
-    _tampered,
     fast_kernels,  # noqa: F401  (a module fixture that the grading tests' course fixture requests)
 )
 
@@ -37,14 +35,6 @@ _EMPTY = {
     "    return x_real.sum() * 0, x_real.sum() * 0\n",
     "a4_aae_answer": "def aae_losses(discriminator, z_prior, z_codes):\n    return z_prior.sum() * 0, z_codes.sum() * 0\n",
 }
-
-
-def _empty(rebind: bool) -> dict:
-    edits = {cell: (lambda source, new=new: new) for cell, new in _EMPTY.items()}
-    if rebind:  # the first answer cell rebinds utils.checks, the check* helpers and torch's comparisons
-        first = ANSWERS[0]
-        edits[first] = lambda source: _REBIND_THE_CHECKS + _EMPTY[first]
-    return edits
 
 
 _G_LOSS = "g_loss = F.softplus(-discriminator(fake)).mean()"
@@ -185,31 +175,10 @@ COMBINED = {
 }
 
 
-def _combined_edits(names: tuple[str, ...]) -> dict:
-    cells = [MISTAKES[name][0] for name in names]
-    assert len(set(cells)) == len(cells), f"one mistake per answer cell, got {cells}"
-    return {MISTAKES[name][0]: MISTAKES[name][1] for name in names}
-
-
-# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
-SUBMISSIONS = {
-    "solved": {},
-    "untouched": None,
-    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
-    **{student: _combined_edits(names) for student, names in COMBINED.items()},
-    "empty": _empty(rebind=False),
-    "empty_rebound": _empty(rebind=True),
-    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
-}
-
-# The test cells each combined submission loses, and the words of the visible tests' messages that name its mistakes.
-EXPECTED = {
-    student: (
-        set().union(*(MISTAKES[name][2] for name in names)),
-        {grade_id: words for name in names for grade_id, words in MISTAKES[name][3].items()},
-    )
-    for student, names in COMBINED.items()
-}
+# student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version. EXPECTED: the test
+# cells each combined submission loses, and the words of the visible tests' messages that name its mistakes.
+MISTAKEN, EXPECTED = combined_mistakes(MISTAKES, COMBINED)
+SUBMISSIONS = {**standard_submissions(ANSWERS, _EMPTY, _ALTERNATIVE), **MISTAKEN}
 
 
 class TestA4Adversarial(GradedAssignmentTests):

@@ -12,11 +12,9 @@ is not a matter of luck.
 from __future__ import annotations
 
 import pytest
-from graded_course import GradedAssignmentTests
+from graded_course import GradedAssignmentTests, standard_submissions
 from test_grading import (
-    _REBIND_THE_CHECKS,
     _replace,
-    _tampered,
     fast_kernels,  # noqa: F401  (a module fixture that the grading tests' course fixture requests)
 )
 
@@ -34,14 +32,6 @@ _EMPTY = {
     "a5_variance_answer": "def measure_variance(estimator, n_repeats):\n    x = estimator()\n"
     "    return x * 0, x.sum() * 0\n",
 }
-
-
-def _empty(rebind: bool) -> dict:
-    edits = {cell: (lambda source, new=new: new) for cell, new in _EMPTY.items()}
-    if rebind:  # the first answer cell rebinds utils.checks, the check* helpers and torch's comparisons
-        first = ANSWERS[0]
-        edits[first] = lambda source: _REBIND_THE_CHECKS + _EMPTY[first]
-    return edits
 
 
 def _edits(*changes: tuple[str, str, str]) -> dict:
@@ -79,8 +69,7 @@ _ALTERNATIVE = {
 
 # student -> edits of the solved notebook ({cell id: edit}); None = the untouched student version.
 SUBMISSIONS = {
-    "solved": {},
-    "untouched": None,
+    **standard_submissions(ANSWERS, _EMPTY, _ALTERNATIVE),
     # -log u (exponential noise); no stop-gradient in ST; a baseline that sees its own sample; the biased variance
     "mistakes_a": _edits(
         ("a5_gumbel_answer", _NOISE, "return -torch.log(u)"),
@@ -109,13 +98,8 @@ SUBMISSIONS = {
         ("a5_st_answer", _ST, "return soft"),
         ("a5_variance_answer", _VAR, "draws.std(0).sum()"),
     ),
-    # correct answers written otherwise than the model answer (rounding-level differences): full marks
-    "alternative": {cell: (lambda source, new=new: new) for cell, new in _ALTERNATIVE.items()},
     # a correct total variance returned as a Python float: the exact test asks for a 0-dim tensor; it costs that once
     "float_total": _edits(("a5_variance_answer", _VAR, "float(draws.var(0, unbiased=True).sum())")),
-    "empty": _empty(rebind=False),
-    "empty_rebound": _empty(rebind=True),
-    "tampered_checks": dict.fromkeys(ANSWERS, _tampered),
 }
 
 _VAR_ALL = {"a5_var_test_exact", "a5_var_test_band", "a5_var_hidden"}
