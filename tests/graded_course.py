@@ -190,7 +190,8 @@ class GradedAssignmentTests:
     ``ASSIGNMENT`` (its folder name), ``SUBMISSIONS`` (student -> edits of the solved notebook; None for the release;
     it must hold ``solved``, ``untouched``, ``empty``, ``empty_rebound`` and ``tampered_checks``), ``EXPECTED``
     (student -> (the test cells it must lose, {visible test: words naming the mistake})), ``FULL_MARKS`` (students
-    other than ``solved`` whose answers are correct, written otherwise: {student: what they are}) and the points the
+    other than ``solved`` whose answers are correct, written otherwise: {student: what they are}; by default
+    ``standard_submissions``' ``alternative``) and the points the
     README and the notebook's introduction announce (``TEST_POINTS``, ``WRITTEN_CELLS``, ``WRITTEN_POINTS``).
     The whole course is graded once per class (a few minutes on two cores).
     """
@@ -198,7 +199,7 @@ class GradedAssignmentTests:
     ASSIGNMENT: str
     SUBMISSIONS: dict
     EXPECTED: dict
-    FULL_MARKS: dict = {}
+    FULL_MARKS: dict = {"alternative": "a correct answer written otherwise than the model answer"}
     TEST_POINTS: int
     WRITTEN_CELLS: int
     WRITTEN_POINTS: int

@@ -173,5 +173,4 @@ class TestA3FlowsAr(GradedAssignmentTests):
     ASSIGNMENT = A3
     SUBMISSIONS = SUBMISSIONS
     EXPECTED = EXPECTED
-    FULL_MARKS = {"alternative": "a correct answer written otherwise than the model answer"}
     TEST_POINTS, WRITTEN_CELLS, WRITTEN_POINTS = 25, 3, 9

@@ -185,5 +185,4 @@ class TestA4Adversarial(GradedAssignmentTests):
     ASSIGNMENT = A4
     SUBMISSIONS = SUBMISSIONS
     EXPECTED = EXPECTED
-    FULL_MARKS = {"alternative": "a correct answer written otherwise than the model answer"}
     TEST_POINTS, WRITTEN_CELLS, WRITTEN_POINTS = 23, 4, 12

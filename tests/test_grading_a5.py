@@ -150,5 +150,4 @@ class TestA5Discrete(GradedAssignmentTests):
     ASSIGNMENT = A5
     SUBMISSIONS = SUBMISSIONS
     EXPECTED = EXPECTED
-    FULL_MARKS = {"alternative": "a correct answer written otherwise than the model answer"}
     TEST_POINTS, WRITTEN_CELLS, WRITTEN_POINTS = 23, 4, 12
