@@ -139,6 +139,43 @@ def test_analogies_decode_one_style_in_every_class():
     assert out.shape == (2, 4, 12) and not torch.allclose(out[:, 0], out[:, 1]), "vary y, keep z"
 
 
+def test_sampled_inputs_are_drawn_from_each_rows_gaussian():
+    m2 = _m2(likelihood="gaussian", sample_inputs=True)
+    mean = torch.randn(4000, 12, dtype=torch.float64)
+    sure = m2.draw_inputs(
+        torch.cat([mean, torch.full_like(mean, -40.0)], -1)
+    )  # log-variance -40: the mean itself
+    assert sure.shape == (4000, 12) and torch.allclose(sure, mean, atol=1e-6), (
+        "[mean, logvar] rows, mean first"
+    )
+    torch.manual_seed(1)
+    noisy = m2.draw_inputs(torch.cat([mean, torch.full_like(mean, math.log(4.0))], -1)) - mean
+    assert abs(noisy.std().item() - 2.0) < 0.05, (
+        "log-variance log 4 is a standard deviation of 2, not 4 or sqrt 2"
+    )
+    torch.manual_seed(2)
+    again = m2.draw_inputs(torch.cat([mean, torch.zeros_like(mean)], -1))
+    assert not torch.allclose(again, m2.draw_inputs(torch.cat([mean, torch.zeros_like(mean)], -1))), (
+        "fresh draws"
+    )
+
+
+def test_sampled_inputs_reach_the_labelled_digits_too():
+    stats_l = torch.cat(
+        [torch.randn(6, 12, dtype=torch.float64), torch.full((6, 12), -40.0, dtype=torch.float64)], -1
+    )
+    y_l = torch.arange(6) % 4
+    m2 = _m2(likelihood="gaussian", sample_inputs=True, labelled=(stats_l, y_l))
+    plain = _m2(likelihood="gaussian", binarize=False, labelled=(stats_l[:, :12], y_l))
+    # Both built from the same seed with the same networks; the cross-entropy needs no noise, only the inputs.
+    sampled, exact = m2.loss(stats_l[:2])["classifier"], plain.loss(stats_l[:2, :12])["classifier"]
+    assert torch.allclose(sampled, exact, atol=1e-6), (
+        "with a tiny variance the labelled digits' inputs must be their means (the first half of each row)"
+    )
+    with pytest.raises(ValueError, match="gaussian"):
+        models.M2(sample_inputs=True)
+
+
 def test_gaussian_m2_and_bad_inputs():
     m2 = _m2(likelihood="gaussian", binarize=False)
     assert torch.isfinite(m2.loss(torch.randn(3, 12, dtype=torch.float64))["loss"])

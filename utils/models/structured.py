@@ -186,6 +186,10 @@ class M2(nn.Module):
     binarized in ``loss`` when ``binarize``) or ``"gaussian"`` (a learned variance per dimension;
     for M1+M2, x are M1's codes). The loss per batch is
     mean(-U(x_u)) + mean(-L(x_l, y_l)) + alpha * mean(-log q(y_l | x_l)).
+    ``sample_inputs`` (Gaussian likelihood only): each data row, labelled ones too, is the mean and
+    log-variance of a Gaussian over the D inputs, ``[mean, logvar]`` of width 2 D (for M1+M2, M1's
+    q(z1 | x)), and every step draws fresh inputs from it, as dynamic binarization does for pixels;
+    ``classify`` and ``analogies`` then take D-wide inputs (the means).
     The paper's alpha = 0.1 N multiplies a sum over the data set: 0.1 N / N_l = 50 unlabelled bounds per
     labelled digit for N = 50,000, N_l = 100, the ratio the default puts inside each step. As every labelled
     digit enters every step, the labelled terms weigh N / batch_size (500) times more per epoch than in the paper.
@@ -201,12 +205,16 @@ class M2(nn.Module):
         likelihood: str = "bernoulli",
         labelled: tuple[torch.Tensor, torch.Tensor] | None = None,
         binarize: bool = True,
+        sample_inputs: bool = False,
     ) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
+        if sample_inputs and likelihood != "gaussian":
+            raise ValueError("sample_inputs draws Gaussian inputs; use it with likelihood='gaussian'.")
         self.classes, self.alpha, self.likelihood = classes, alpha, likelihood
         self.binarize = binarize and likelihood == "bernoulli"
+        self.sample_inputs = sample_inputs
         act = nn.Softplus
         self.classifier = MLP([data_dim, *hidden, classes], activation=act)
         self.encoder = MLP([data_dim + classes, *hidden, 2 * latent_dim], activation=act)
@@ -260,15 +268,23 @@ class M2(nn.Module):
         """The most probable class under q(y | x): [B]."""
         return self.classifier(x).argmax(-1)
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def draw_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """This step's inputs from the stored rows: a Bernoulli draw of pixels (``binarize``), a Gaussian draw
+        from ``[mean, logvar]`` rows [B, 2 D] -> [B, D] (``sample_inputs``), or the rows themselves."""
         x = x if x.is_floating_point() else x.float()
         if self.binarize:
-            x = dynamic_binarize(x)
+            return dynamic_binarize(x)
+        if self.sample_inputs:
+            return reparameterize(*x.chunk(2, -1))
+        return x
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.draw_inputs(x)
         u, _ = self.unlabelled_bound(x)
         out = {"unlabelled": -u.mean()}
         loss = -u.mean()
         if self.x_l is not None:
-            x_l = dynamic_binarize(self.x_l) if self.binarize else self.x_l
+            x_l = self.draw_inputs(self.x_l)
             lab = -self.labelled_bound(x_l, self.y_l).mean()
             ce = F.cross_entropy(self.classifier(x_l), self.y_l)
             loss = loss + lab + self.alpha * ce
