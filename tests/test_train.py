@@ -177,6 +177,17 @@ def test_resumed_history_continues_the_old_one(tmp_path):
     assert any("resumed" in note for note in history.notes), f"notes: {history.notes}"
 
 
+def test_a_checkpoint_longer_than_asked_is_named_not_silently_used(tmp_path):
+    path = tmp_path / "long.pt"
+    quiet_fit(TinyVAE(), toy_data(64), steps=8, batch_size=16, checkpoint=path)
+    with pytest.warns(UserWarning, match="holds 8 steps, more than the 4 asked for"):
+        history = quiet_fit(TinyVAE(), toy_data(64), steps=4, batch_size=16, checkpoint=path)
+    assert history.steps[-1] == 8, "the longer run's history comes back with it"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exactly as long as asked: nothing to say
+        quiet_fit(TinyVAE(), toy_data(64), steps=8, batch_size=16, checkpoint=path)
+
+
 def test_a_resumed_run_reports_its_own_steps_and_time(tmp_path, capsys):
     path = tmp_path / "r.pt"
     quiet_fit(TinyVAE(), toy_data(64), steps=4, batch_size=16, checkpoint=path, progress=True)

@@ -299,6 +299,13 @@ def fit(
     history.speed = mode
     live = in_notebook() if live_plot == "auto" else bool(live_plot)
     progress_ = Progress(plan.total, step0, progress, live and (progress or live_plot is True))
+    if step0 > plan.total:
+        # The model is the longer-trained one; say so rather than let a lowered setting pass unnoticed.
+        warnings.warn(
+            f"{ckpt} holds {step0} steps, more than the {plan.total} asked for: the model trained for {step0}; "
+            "delete the file to train for fewer.",
+            stacklevel=2,
+        )
     if step0 >= plan.total:
         progress_.close(history)
         return history
