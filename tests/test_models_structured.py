@@ -172,6 +172,14 @@ def test_sampled_inputs_reach_the_labelled_digits_too():
     assert torch.allclose(sampled, exact, atol=1e-6), (
         "with a tiny variance the labelled digits' inputs must be their means (the first half of each row)"
     )
+    unsure = torch.cat([stats_l[:, :12], torch.zeros(6, 12, dtype=torch.float64)], -1)  # variance 1
+    noisy = _m2(likelihood="gaussian", sample_inputs=True, labelled=(unsure, y_l))
+    torch.manual_seed(3)
+    first = noisy.loss(stats_l[:2])["classifier"]
+    torch.manual_seed(4)
+    assert not torch.allclose(first, noisy.loss(stats_l[:2])["classifier"]), (
+        "the labelled digits' inputs must be drawn afresh each step, not fixed at their means"
+    )
     with pytest.raises(ValueError, match="gaussian"):
         models.M2(sample_inputs=True)
 
