@@ -79,6 +79,35 @@ def test_permutation_test_separates_shifted_from_equal_samples():
     assert p_same > 0.02, f"two samples of one distribution must not be rejected here, p = {p_same}"
 
 
+@pytest.mark.parametrize("block", [None, 7])  # one block of rows, and many with a ragged last one
+def test_permuted_statistics_equal_the_estimate_on_each_relabelling(block):
+    g = torch.Generator().manual_seed(5)
+    pooled = torch.cat([torch.randn(23, 3, generator=g), torch.randn(17, 3, generator=g) + 0.5])
+    orders = [torch.randperm(40, generator=g) for _ in range(6)]
+    widths = [0.5, 2.0]
+    fast = metrics._permuted_mmd2(pooled, 23, widths, orders, block=block)
+    slow = [metrics.mmd2_unbiased(pooled[o[:23]], pooled[o[23:]], widths) for o in orders]
+    assert fast.tolist() == pytest.approx(slow, rel=1e-9, abs=1e-12), (
+        "the kernel sums of a relabelling are wrong: check a'Ka, (1-a)'K(1-a), a'K(1-a) and the diagonal terms"
+    )
+
+
+def test_permutation_p_value_counts_the_permuted_statistics_at_least_the_observed():
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(30, 2, generator=g), torch.randn(20, 2, generator=g) + 0.3
+    observed, p = metrics.mmd_permutation_test(x, y, 1.0, 49, torch.Generator().manual_seed(2))
+    replay = torch.Generator().manual_seed(2)
+    pooled = torch.cat([x, y])
+    permuted = [
+        metrics.mmd2_unbiased(pooled[o[:30]], pooled[o[30:]], 1.0)
+        for o in (torch.randperm(50, generator=replay) for _ in range(49))
+    ]
+    assert observed == pytest.approx(metrics.mmd2_unbiased(x, y, 1.0))
+    assert p == pytest.approx((1 + sum(v >= observed for v in permuted)) / 50), (
+        "p = (1 + #{permuted >= observed}) / (1 + P)"
+    )
+
+
 def test_bad_inputs_are_refused():
     x = torch.randn(5, 2)
     with pytest.raises(ValueError, match="same d"):

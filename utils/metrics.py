@@ -361,6 +361,13 @@ def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: list[float] | tuple[fl
     return sum(torch.exp(-sq / (2.0 * s**2)) for s in bandwidths)
 
 
+def _widths(bandwidths: float | list[float] | tuple[float, ...]) -> list[float]:
+    widths = [float(bandwidths)] if isinstance(bandwidths, int | float) else [float(s) for s in bandwidths]
+    if not widths or min(widths) <= 0:
+        raise ValueError(f"bandwidths must be positive kernel widths, got {bandwidths}.")
+    return widths
+
+
 @torch.no_grad()
 def mmd2_unbiased(
     x: torch.Tensor, y: torch.Tensor, bandwidths: float | list[float] | tuple[float, ...]
@@ -372,15 +379,47 @@ def mmd2_unbiased(
     P = Q) and a single estimate can be negative. Computed in float64.
     """
     _check_samples(x, y)
-    widths = [float(bandwidths)] if isinstance(bandwidths, int | float) else [float(s) for s in bandwidths]
-    if not widths or min(widths) <= 0:
-        raise ValueError(f"bandwidths must be positive kernel widths, got {bandwidths}.")
+    widths = _widths(bandwidths)
     x, y = x.double(), y.double()
     m, n = x.shape[0], y.shape[0]
     kxx, kyy, kxy = _kernel(x, x, widths), _kernel(y, y, widths), _kernel(x, y, widths)
     xx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
     yy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
     return float(xx + yy - 2.0 * kxy.mean())
+
+
+@torch.no_grad()
+def _permuted_mmd2(
+    pooled: torch.Tensor, m: int, widths: list[float], orders: list[torch.Tensor], block: int | None = None
+) -> torch.Tensor:
+    """mmd2_unbiased(pooled[o[:m]], pooled[o[m:]]) for every order o, from one pass over the pooled kernel: [P].
+
+    With a [N] indicator a of the first group, the within- and between-group kernel sums are a'Ka, (1-a)'K(1-a)
+    and a'K(1-a), so K @ [a_1 ... a_P] and K @ 1 give all P statistics. K is built in blocks of rows and never
+    held whole: the cost is one kernel of the N pooled points, not 3P kernels of half its size.
+    """
+    pooled = pooled.double()
+    total, n = len(pooled), len(pooled) - m
+    member = torch.zeros(total, len(orders), dtype=torch.float64, device=pooled.device)  # [N, P]
+    for p, order in enumerate(orders):
+        member[order[:m], p] = 1.0
+    k_member = torch.empty_like(member)  # K @ member, [N, P]
+    k_ones = torch.empty(total, dtype=torch.float64, device=pooled.device)  # K @ 1, [N]
+    diag = torch.empty_like(k_ones)  # k(a_i, a_i), as mmd2_unbiased computes and removes it
+    block = block or max(1, 2**22 // total)  # rows per block: a few million kernel entries at a time
+    for start in range(0, total, block):
+        rows = _kernel(pooled[start : start + block], pooled, widths)  # [b, N]
+        k_member[start : start + block] = rows @ member
+        k_ones[start : start + block] = rows.sum(1)
+        diag[start : start + block] = rows.diagonal(offset=start)
+    within_x = (member * k_member).sum(0)  # a'Ka, [P]
+    x_ones = member.T @ k_ones  # a'K1, [P]
+    within_y = k_ones.sum() - 2.0 * x_ones + within_x  # (1-a)'K(1-a)
+    between = x_ones - within_x  # a'K(1-a)
+    diag_x = member.T @ diag
+    xx = (within_x - diag_x) / (m * (m - 1))
+    yy = (within_y - (diag.sum() - diag_x)) / (n * (n - 1))
+    return xx + yy - 2.0 * between / (m * n)
 
 
 @torch.no_grad()
@@ -393,15 +432,19 @@ def mmd_permutation_test(
 ) -> tuple[float, float]:
     """(MMD^2 estimate, p-value) of H0: x and y come from one distribution, by relabelling the pooled points.
 
-    The p-value is (1 + #{permuted >= observed}) / (1 + n_permutations), valid at any sample size.
+    The p-value is (1 + #{permuted >= observed}) / (1 + n_permutations), valid at any sample size. All
+    permuted statistics come from one pass over the pooled kernel (``_permuted_mmd2``), so 200 permutations
+    of 5,000 + 5,000 points take seconds on a CPU rather than the better part of an hour.
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be positive, got {n_permutations}.")
     observed = mmd2_unbiased(x, y, bandwidths)
     pooled, m = torch.cat([x, y]), x.shape[0]
-    hits = 0
-    for _ in range(n_permutations):
-        where = generator.device if generator is not None else pooled.device
-        order = torch.randperm(len(pooled), generator=generator, device=where).to(pooled.device)
-        hits += mmd2_unbiased(pooled[order[:m]], pooled[order[m:]], bandwidths) >= observed
+    where = generator.device if generator is not None else pooled.device
+    orders = [
+        torch.randperm(len(pooled), generator=generator, device=where).to(pooled.device)
+        for _ in range(n_permutations)
+    ]
+    permuted = _permuted_mmd2(pooled, m, _widths(bandwidths), orders)
+    hits = int((permuted >= observed).sum())
     return observed, (1 + hits) / (1 + n_permutations)
