@@ -9,8 +9,8 @@
   - ``nonsaturating_generator_loss(fake)``  -E log D(G(z))                (the "-log D trick")
 
 * ``mlp_generator`` / ``mlp_discriminator``: small players for 2-D toys.
-* ``DCGANGenerator`` / ``DCGANDiscriminator``: Radford et al. (2016) for 28x28 images (transposed
-  convolutions and batch norm in G; strided convolutions, LeakyReLU 0.2, batch norm in D) and
+* ``DCGANGenerator`` / ``DCGANDiscriminator``: Radford et al. (2016) for 28x28 images (three transposed
+  convolutions and batch norm in G; four strided convolutions, LeakyReLU 0.2, batch norm in D) and
   ``dcgan_init`` (weights N(0, 0.02)).
 * ``GAN``: the two players with ``training_step(batch, optimizers)`` for ``utils.train.fit``
   (``optimizer=gan_optimizers(gan)``, Adam lr 2e-4, beta1 0.5), ``loss(batch)`` for evaluation and
@@ -85,18 +85,20 @@ def mlp_discriminator(x_dim: int = 2, hidden: Sequence[int] = (128, 128, 128)) -
 class DCGANGenerator(nn.Module):
     """z [B, z_dim] -> images [B, 1, 28, 28] in (-1, 1) (tanh).
 
-    Linear to ``2*width`` maps of 7x7, then two stride-2 transposed convolutions (7 -> 14 -> 28), batch
-    norm and ReLU after every layer but the last (Radford et al. 2016, scaled down to 28x28).
+    Linear to ``4*width`` maps of 3x3, then three stride-2 transposed convolutions (3 -> 7 -> 14 -> 28)
+    that halve the channels (4w -> 2w -> w -> 1), batch norm and ReLU after every layer but the last
+    (Radford et al. 2016's generator, scaled down to 28x28).
     """
 
     def __init__(self, z_dim: int = 64, width: int = 64) -> None:
         super().__init__()
         self.z_dim, self.width = int(z_dim), int(width)
         w = self.width
-        self.project = nn.Sequential(
-            nn.Linear(z_dim, 2 * w * 7 * 7, bias=False), nn.BatchNorm1d(2 * w * 7 * 7)
-        )
+        self.project = nn.Sequential(nn.Linear(z_dim, 4 * w * 9, bias=False), nn.BatchNorm1d(4 * w * 9))
         self.deconv = nn.Sequential(
+            nn.ReLU(),
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, stride=2, bias=False),  # [B, 2w, 7, 7]
+            nn.BatchNorm2d(2 * w),
             nn.ReLU(),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),  # [B, w, 14, 14]
             nn.BatchNorm2d(w),
@@ -107,15 +109,16 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.project(z).view(z.shape[0], 2 * self.width, 7, 7)  # [B, 2w, 7, 7]
+        h = self.project(z).view(z.shape[0], 4 * self.width, 3, 3)  # [B, 4w, 3, 3]
         return self.deconv(h)
 
 
 class DCGANDiscriminator(nn.Module):
     """images [B, 1, 28, 28] (or [B, 784]) in [-1, 1] -> one logit per image [B].
 
-    Two stride-2 convolutions (28 -> 14 -> 7) with LeakyReLU(0.2), batch norm on the second (none on the
-    input layer, as Radford et al.), then a linear logit.
+    Four stride-2 convolutions that double the channels (w, 2w, 4w, 8w; 28 -> 14 -> 7 -> 4 -> 2) with
+    LeakyReLU(0.2), batch norm on all but the first (none on the input layer, as Radford et al.), then a
+    linear logit.
     """
 
     def __init__(self, width: int = 64) -> None:
@@ -127,8 +130,14 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),  # [B, 2w, 7, 7]
             nn.BatchNorm2d(2 * w),
             nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1, bias=False),  # [B, 4w, 4, 4]
+            nn.BatchNorm2d(4 * w),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * w, 8 * w, 3, stride=2, padding=1, bias=False),  # [B, 8w, 2, 2]
+            nn.BatchNorm2d(8 * w),
+            nn.LeakyReLU(0.2),
             nn.Flatten(),
-            nn.Linear(2 * w * 7 * 7, 1),
+            nn.Linear(8 * w * 4, 1),
         )
         dcgan_init(self)
 
