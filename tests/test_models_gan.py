@@ -12,6 +12,8 @@ import torch
 from utils import models
 from utils.train import fit
 
+# torch's forward-mode AD scripts its decompositions on first use and warns that scripting is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 LOGITS = torch.tensor([-6.0, -1.5, 0.0, 0.7, 4.0], dtype=torch.float64)
 
 
@@ -156,3 +158,62 @@ def test_bad_input_is_refused():
         _toy_gan().training_step(torch.randn(4, 2), {"gen": torch.optim.SGD(_toy_gan().parameters(), 0.1)})
     with pytest.raises(ValueError, match="floating-point"):
         models.discriminator_loss(torch.tensor([1, 2]), torch.tensor([0.0]))
+
+
+def test_jacobian_norm_of_a_linear_generator_is_its_frobenius_norm():
+    torch.manual_seed(0)
+    g = torch.nn.Linear(6, 20)  # J = W at every z, so |J|_F = |W|_F for each row
+    z = torch.randn(5, 6)
+    got = models.generator_jacobian_norm(g, z, n_directions=4000, rng=torch.Generator().manual_seed(1))
+    exact = g.weight.detach().norm()
+    assert got.shape == (5,), f"one norm per latent expected, got shape {tuple(got.shape)}"
+    # Hutchinson's estimate of |J|_F^2 has relative sd <= sqrt(2 / n); its root about half that (1.1% here).
+    assert torch.allclose(got, exact.expand(5), rtol=0.05), (
+        f"{got.tolist()} != |W|_F = {exact:.3f}: square root of the mean of |J v|^2 over directions?"
+    )
+
+
+def test_jacobian_norm_matches_the_exact_jacobian_of_a_nonlinear_generator():
+    torch.manual_seed(0)
+    g = models.mlp_generator(3, (16, 16), x_dim=5)
+    z = torch.randn(4, 3)
+    exact = torch.stack([torch.autograd.functional.jacobian(g, zi).norm() for zi in z])  # [4], |J|_F row by row
+    got = models.generator_jacobian_norm(g, z, n_directions=4000, rng=torch.Generator().manual_seed(2))
+    assert torch.allclose(got, exact, rtol=0.05), f"{got.tolist()} != exact {exact.tolist()}"
+    assert (exact.max() / exact.min()) > 1.05, "the test needs latents whose norms differ"
+
+
+def test_jacobian_norm_uses_eval_mode_and_leaves_the_generator_as_it_was():
+    torch.manual_seed(0)
+    g = models.DCGANGenerator(z_dim=4, width=2)
+    g.train()
+    stats = copy.deepcopy(g.state_dict())
+    z = torch.randn(6, 4)
+    other = torch.cat([z[:1], torch.randn(5, 4)])  # the same first latent among different companions
+    both = models.generator_jacobian_norm(g, z, 3, torch.Generator().manual_seed(3))
+    mixed = models.generator_jacobian_norm(g, other, 3, torch.Generator().manual_seed(3))
+    assert g.training, "the generator's train/eval mode should be restored"
+    assert all(torch.equal(stats[k], v) for k, v in g.state_dict().items()), "batch norm's statistics moved"
+    # Eval mode: row 0 depends on z[0] alone (train-mode batch norm would mix the rows).
+    assert torch.allclose(both[0], mixed[0], rtol=1e-5), f"row 0 {both[0]:.3g} changed with its companions: {mixed[0]:.3g}"
+    assert not both.requires_grad, "a measurement: no graph should be kept"
+
+
+def test_jacobian_truncation_keeps_the_flattest_share():
+    torch.manual_seed(0)
+    g = models.mlp_generator(2, (32,), x_dim=2)
+    z = torch.randn(200, 2)
+    mask = models.jacobian_truncation(g, z, keep=0.75, n_directions=4, rng=torch.Generator().manual_seed(4))
+    norms = models.generator_jacobian_norm(g, z, 4, torch.Generator().manual_seed(4))
+    assert mask.dtype == torch.bool and int(mask.sum()) == 150, f"kept {int(mask.sum())} of 200, expected 150"
+    assert norms[mask].max() <= norms[~mask].min(), "every kept latent should be flatter than every dropped one"
+
+
+def test_jacobian_sampler_refuses_bad_input():
+    g = models.mlp_generator(2, (8,), x_dim=2)
+    with pytest.raises(ValueError, match="keep"):
+        models.jacobian_truncation(g, torch.randn(4, 2), keep=0.0)
+    with pytest.raises(ValueError, match="n_directions"):
+        models.generator_jacobian_norm(g, torch.randn(4, 2), n_directions=0)
+    with pytest.raises(ValueError, match=r"\[B, z_dim\]"):
+        models.generator_jacobian_norm(g, torch.randn(4))

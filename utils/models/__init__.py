@@ -16,7 +16,8 @@
   and ``BayesLinear`` (Bayes by backprop).
 * ``gan``: losses from discriminator logits (``discriminator_loss``, ``minimax_generator_loss``,
   ``nonsaturating_generator_loss``), MLP players for 2-D toys, ``DCGANGenerator`` /
-  ``DCGANDiscriminator`` (Radford et al. 2016) and ``GAN`` with ``training_step`` for two optimizers.
+  ``DCGANDiscriminator`` (Radford et al. 2016), ``GAN`` with ``training_step`` for two optimizers, and
+  ``generator_jacobian_norm`` / ``jacobian_truncation`` (sampling away from the gaps between classes).
 * ``aae``: adversarial autoencoders (lecture 09): ``GaussianMixturePrior`` with ``standard_normal_prior``,
   ``ring_prior`` and ``swiss_roll_prior`` (sampled and evaluated exactly), ``AAE`` with ``training_step`` for
   two optimizers (``aae_optimizers``) and ``reconstruction_nats``.
@@ -137,6 +138,8 @@ from utils.models.gan import (
     dcgan_init,
     discriminator_loss,
     gan_optimizers,
+    generator_jacobian_norm,
+    jacobian_truncation,
     minimax_generator_loss,
     mlp_discriminator,
     mlp_generator,
@@ -190,6 +193,8 @@ __all__ = [
     "dcgan_init",
     "discriminator_loss",
     "gan_optimizers",
+    "generator_jacobian_norm",
+    "jacobian_truncation",
     "minimax_generator_loss",
     "mlp_discriminator",
     "mlp_generator",

@@ -12,6 +12,8 @@
 * ``DCGANGenerator`` / ``DCGANDiscriminator``: Radford et al. (2016) for 28x28 images (three transposed
   convolutions and batch norm in G; four strided convolutions, LeakyReLU 0.2, batch norm in D) and
   ``dcgan_init`` (weights N(0, 0.02)).
+* ``generator_jacobian_norm`` / ``jacobian_truncation``: |dG/dz|_F per latent (Hutchinson's estimator,
+  forward mode) and Tanielian et al.'s (2020) sampler that drops the latents where it is largest.
 * ``GAN``: the two players with ``training_step(batch, optimizers)`` for ``utils.train.fit``
   (``optimizer=gan_optimizers(gan)``, Adam lr 2e-4, beta1 0.5), ``loss(batch)`` for evaluation and
   ``sample(n)``.
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import forward_ad
 
 from utils.models.networks import MLP
 from utils.train.steppers import adam
@@ -257,3 +260,57 @@ def gan_optimizers(
         "gen": adam(gan.generator, lr, betas=betas, capturable=False),
         "disc": adam(gan.discriminator, lr, betas=betas, capturable=False),
     }
+
+
+# ------------------------------------------------------------------------- sampling away from the gaps
+
+
+@torch.no_grad()
+def generator_jacobian_norm(
+    generator: nn.Module, z: torch.Tensor, n_directions: int = 8, rng: torch.Generator | None = None
+) -> torch.Tensor:
+    """|dG/dz|_F at each latent, z [B, z_dim] -> [B], by Hutchinson's estimator.
+
+    For v ~ N(0, I), E|J v|^2 = tr(J^T J) = |J|_F^2, and J v is one forward-mode pass (dual numbers);
+    the estimate averages ``n_directions`` such passes, direction k drawn as ``torch.randn(z.shape,
+    generator=rng)`` in order. The generator runs in eval mode (restored afterwards): batch norm then uses
+    its running averages, so row i of the output depends on z[i] alone and one batched pass gives every
+    row's own J_i v_i.
+    """
+    if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
+        raise ValueError(f"z must be a floating-point [B, z_dim] batch of latents, got {getattr(z, 'shape', z)}.")
+    if int(n_directions) < 1:
+        raise ValueError(f"n_directions must be a positive number of random directions, got {n_directions}.")
+    was_training = generator.training
+    generator.eval()
+    try:
+        total = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        for _ in range(int(n_directions)):
+            v = torch.randn(z.shape, generator=rng, dtype=z.dtype, device=z.device)
+            with forward_ad.dual_level():  # forward mode: J v in one pass, the output's shape
+                jv = forward_ad.unpack_dual(generator(forward_ad.make_dual(z, v))).tangent
+            total += jv.flatten(1).pow(2).sum(1)
+        return (total / int(n_directions)).sqrt()
+    finally:
+        generator.train(was_training)
+
+
+def jacobian_truncation(
+    generator: nn.Module,
+    z: torch.Tensor,
+    keep: float = 0.8,
+    n_directions: int = 8,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A boolean mask [B] keeping the share ``keep`` of latents with the smallest |dG/dz|_F.
+
+    Tanielian et al. (2020): a continuous G must cross from one class to the next somewhere, and it does
+    so where it changes fastest; dropping those latents drops the in-between samples.
+    """
+    if not 0.0 < float(keep) <= 1.0:
+        raise ValueError(f"keep={keep} must lie in (0, 1]: the share of latents to keep.")
+    norms = generator_jacobian_norm(generator, z, n_directions, rng)
+    order = norms.argsort()
+    mask = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+    mask[order[: max(1, round(float(keep) * z.shape[0]))]] = True
+    return mask
