@@ -273,7 +273,7 @@ def generator_jacobian_norm(
 
     For v ~ N(0, I), E|J v|^2 = tr(J^T J) = |J|_F^2, and J v is one forward-mode pass (dual numbers);
     the estimate averages ``n_directions`` such passes, direction k drawn as ``torch.randn(z.shape,
-    generator=rng)`` in order. The generator runs in eval mode (restored afterwards): batch norm then uses
+    generator=rng)`` in order (``rng``, if given, on z's device). The generator runs in eval mode (restored afterwards): batch norm then uses
     its running averages, so row i of the output depends on z[i] alone and one batched pass gives every
     row's own J_i v_i.
     """
@@ -304,8 +304,8 @@ def jacobian_truncation(
 ) -> torch.Tensor:
     """A boolean mask [B] keeping the share ``keep`` of latents with the smallest |dG/dz|_F.
 
-    Tanielian et al. (2020): a continuous G must cross from one class to the next somewhere, and it does
-    so where it changes fastest; dropping those latents drops the in-between samples.
+    Tanielian et al. (2020): a continuous G must cross from one class to the next somewhere, and it tends
+    to do so where it changes fastest; dropping those latents drops most of the in-between samples.
     """
     if not 0.0 < float(keep) <= 1.0:
         raise ValueError(f"keep={keep} must lie in (0, 1]: the share of latents to keep.")
