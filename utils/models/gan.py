@@ -305,7 +305,8 @@ def jacobian_truncation(
     """A boolean mask [B] keeping the share ``keep`` of latents with the smallest |dG/dz|_F.
 
     Tanielian et al. (2020): a continuous G must cross from one class to the next somewhere, and it tends
-    to do so where it changes fastest; dropping those latents drops most of the in-between samples.
+    to do so where it changes fastest; dropping those latents drops many of the in-between samples (for
+    lecture 08's DCGAN the steepest 30% of latents held just over half of the samples its judge was unsure of).
     """
     if not 0.0 < float(keep) <= 1.0:
         raise ValueError(f"keep={keep} must lie in (0, 1]: the share of latents to keep.")
